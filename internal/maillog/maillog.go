@@ -1,0 +1,150 @@
+// Package maillog writes one line per delivery attempt, in the style
+// operators already grep for in Postfix logs:
+//
+//	01JD2K7QX4: from=<app@example.com> to=<a@example.net>,<b@example.net> relay=smtp.example.com:587 delay=0.31 status=sent (250 2.0.0 Ok: queued)
+//
+// Lines go to syslog (facility mail, tag "relaymail") when a syslog socket
+// exists. Without one they go to the fallback writer (stderr under -v),
+// or nowhere. If the sink breaks, the logger says so once on the fallback and
+// keeps quiet afterwards: logging never stops a delivery.
+package maillog
+
+import (
+	"fmt"
+	"io"
+	"log/syslog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Entry is one delivery attempt of one message to one or more recipients
+// that share an outcome.
+type Entry struct {
+	ID     string
+	UID    int    // real uid of the submitting user; -1 when unknown
+	From   string // envelope sender, "" for the null sender
+	To     []string
+	Relay  string // host:port
+	Delay  time.Duration
+	Status string // sent, deferred, bounced
+	Reply  string // the server's reply or our reason, one line
+}
+
+// Options configure a Logger.
+type Options struct {
+	Tag        string    // syslog tag; default "relaymail"
+	Syslog     bool      // try the syslog socket
+	SyslogAddr string    // a unix datagram socket path; "" = the system's (/dev/log)
+	Fallback   io.Writer // where lines go without syslog, and sink errors; may be nil
+	Echo       bool      // also write every line to Fallback (sendmail -v)
+}
+
+// Logger writes entries. It is safe for concurrent use.
+type Logger struct {
+	mu       sync.Mutex
+	sys      *syslog.Writer
+	fallback io.Writer
+	echo     bool
+	warned   bool
+}
+
+// New returns a Logger. A missing syslog socket is not an error.
+func New(opts Options) *Logger {
+	l := &Logger{fallback: opts.Fallback, echo: opts.Echo}
+	if opts.Syslog {
+		tag := opts.Tag
+		if tag == "" {
+			tag = "relaymail"
+		}
+		network := ""
+		if opts.SyslogAddr != "" {
+			network = "unixgram"
+		}
+		if w, err := syslog.Dial(network, opts.SyslogAddr, syslog.LOG_MAIL|syslog.LOG_INFO, tag); err == nil {
+			l.sys = w
+		}
+	}
+	return l
+}
+
+// Format returns the log line of e without a trailing newline.
+func Format(e Entry) string {
+	var b strings.Builder
+	if e.ID != "" {
+		b.WriteString(e.ID)
+		b.WriteString(": ")
+	}
+	if e.UID >= 0 {
+		fmt.Fprintf(&b, "uid=%d ", e.UID)
+	}
+	fmt.Fprintf(&b, "from=<%s> to=", clean(e.From))
+	for i, to := range e.To {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "<%s>", clean(to))
+	}
+	if e.Relay != "" {
+		fmt.Fprintf(&b, " relay=%s", clean(e.Relay))
+	}
+	fmt.Fprintf(&b, " delay=%s status=%s", strconv.FormatFloat(e.Delay.Seconds(), 'f', 2, 64), e.Status)
+	if e.Reply != "" {
+		fmt.Fprintf(&b, " (%s)", clean(e.Reply))
+	}
+	return b.String()
+}
+
+// clean keeps a log line one line: servers and callers choose these bytes.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// Log writes one entry. Bounced and deferred entries are logged at warning
+// level.
+func (l *Logger) Log(e Entry) {
+	line := Format(e)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sys != nil {
+		var err error
+		if e.Status == "sent" {
+			err = l.sys.Info(line)
+		} else {
+			err = l.sys.Warning(line)
+		}
+		if err != nil {
+			l.sinkFailed(err)
+		}
+	}
+	if l.fallback != nil && l.echo {
+		fmt.Fprintf(l.fallback, "%s\n", line)
+	}
+}
+
+func (l *Logger) sinkFailed(err error) {
+	l.sys.Close()
+	l.sys = nil
+	if !l.warned && l.fallback != nil {
+		l.warned = true
+		fmt.Fprintf(l.fallback, "syslog: %v; logging to syslog stopped\n", err)
+	}
+}
+
+// Close releases the syslog connection.
+func (l *Logger) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sys != nil {
+		err := l.sys.Close()
+		l.sys = nil
+		return err
+	}
+	return nil
+}
