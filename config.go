@@ -1,0 +1,843 @@
+package main
+
+// config.go reads the TOML config (/etc/sendmail.conf unless -C says
+// otherwise) into a Config, fills in the defaults and validates every
+// setting, so that no other code checks whether a setting is present or
+// valid. sendmail.conf.example documents every key.
+//
+// Rules for the errors it returns, which reach cron mail and PHP logs:
+//   - Each problem is one line that starts with the file, and its line when
+//     the key is in the file: "/etc/sendmail.conf:7: [smarthost] port ...".
+//     Keys are named as they are written: "hostname", "[smarthost] port".
+//   - Every problem found is reported at once, joined with errors.Join (one
+//     per line). A syntax error or a value of the wrong type stops the
+//     decoder, so it is reported alone, with the unknown keys.
+//   - Unknown keys are errors, with a suggestion when the key is misspelt
+//     or sits in the wrong table.
+//   - A password never appears in an error: not in a syntax error on its
+//     line (the decoder quotes what it could not read), not in the printed
+//     Config (Secret redacts itself). That is also why syntax errors are
+//     one line and not ErrorWithPosition's excerpt of the file.
+//   - Every error carries sysexits.Config (78).
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/BurntSushi/toml"
+
+	"relaymail/internal/address"
+	"relaymail/internal/sysexits"
+)
+
+// Config is the validated content of the config file.
+type Config struct {
+	Path      string            `toml:"-"`        // file it came from
+	Hostname  string            `toml:"hostname"` // EHLO name and Message-ID domain; default: ConfigDefaults.Hostname
+	Domain    string            `toml:"domain"`   // qualifies bare names (root -> root@domain); default: Hostname
+	From      string            `toml:"from"`     // envelope sender when -f is not given; "" = login name at Domain
+	Smarthost Smarthost         `toml:"smarthost"`
+	Queue     QueueConfig       `toml:"queue"`
+	Aliases   map[string]string `toml:"aliases"` // name -> address list; values are not empty
+}
+
+// Smarthost is the [smarthost] table: where and how to relay.
+type Smarthost struct {
+	Host                  string   `toml:"host"`                    // required
+	Port                  int      `toml:"port"`                    // default: 587, 465 with tls = "tls", 25 with tls = "none"
+	TLS                   TLSMode  `toml:"tls"`                     // default: TLSStartTLS
+	TLSServerName         string   `toml:"tls_server_name"`         // name the certificate must carry; "" = Host
+	CAFile                string   `toml:"ca_file"`                 // extra PEM roots (absolute path), read when connecting
+	Username              string   `toml:"username"`                // set whenever a password source is, unless Auth is AuthNone
+	Password              Secret   `toml:"password"`                // at most one of Password,
+	PasswordFile          string   `toml:"password_file"`           // PasswordFile (absolute path, read only for AUTH)
+	PasswordCommand       []string `toml:"password_command"`        // and PasswordCommand (run only for AUTH) is set
+	Auth                  AuthMode `toml:"auth"`                    // default: AuthAuto
+	Timeout               Duration `toml:"timeout"`                 // default: 30s; > 0
+	InsecurePlaintextAuth bool     `toml:"insecure_plaintext_auth"` // allow AUTH with tls = "none"
+}
+
+// QueueConfig is the [queue] table.
+type QueueConfig struct {
+	Dir string `toml:"dir"` // absolute; default "/var/spool/relaymail"
+}
+
+// ConfigDefaults are the defaults main finds on the system.
+type ConfigDefaults struct {
+	Hostname string // the system's fully qualified name
+}
+
+// TLSMode is how the connection to the smarthost is protected.
+type TLSMode string
+
+const (
+	TLSStartTLS TLSMode = "starttls" // plaintext connect, then STARTTLS (RFC 3207), usually port 587
+	TLSImplicit TLSMode = "tls"      // TLS from the first byte (RFC 8314), usually port 465
+	TLSNone     TLSMode = "none"     // no TLS: only for a relay on a trusted network
+)
+
+// UnmarshalText accepts "starttls", "tls" or "none".
+func (m *TLSMode) UnmarshalText(b []byte) error {
+	v, err := parseEnum(string(b), []string{"starttls", "tls", "none"}, map[string]string{
+		"ssl": "tls", "smtps": "tls", "implicit": "tls", "tls1.2": "tls", "tls1.3": "tls",
+		"off": "none", "no": "none", "false": "none", "plain": "none", "plaintext": "none",
+		"on": "starttls", "yes": "starttls", "true": "starttls",
+	})
+	*m = TLSMode(v)
+	return err
+}
+
+// AuthMode is the SASL mechanism used to log in to the smarthost.
+type AuthMode string
+
+const (
+	AuthAuto        AuthMode = "auto"        // PLAIN or LOGIN, whichever the server offers
+	AuthPlain       AuthMode = "plain"       // RFC 4616
+	AuthLogin       AuthMode = "login"       // what Microsoft 365 offers
+	AuthXOAUTH2     AuthMode = "xoauth2"     // Google and Microsoft OAuth2; the token comes from the password source
+	AuthOAUTHBEARER AuthMode = "oauthbearer" // RFC 7628
+	AuthNone        AuthMode = "none"        // never log in
+)
+
+// UnmarshalText accepts the AuthMode values, in lowercase.
+func (m *AuthMode) UnmarshalText(b []byte) error {
+	v, err := parseEnum(string(b), []string{"auto", "plain", "login", "xoauth2", "oauthbearer", "none"}, map[string]string{
+		"oauth2": "xoauth2", "oauth": "xoauth2", "bearer": "oauthbearer",
+		"off": "none", "no": "none", "false": "none",
+		"on": "auto", "yes": "auto", "true": "auto",
+	})
+	*m = AuthMode(v)
+	return err
+}
+
+// Duration is a time.Duration written as in Go: "30s", "2m", "1m30s".
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration, explaining the common mistakes.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := string(b)
+	v, err := time.ParseDuration(s)
+	if err == nil {
+		*d = Duration(v)
+		return nil
+	}
+	switch {
+	case s != "" && strings.Trim(s, "0123456789") == "":
+		return fmt.Errorf("%q has no unit; write %q", s, s+"s")
+	case strings.ContainsAny(s, " \t"):
+		return fmt.Errorf("%q is not a duration; write it without spaces, as in \"30s\" or \"1m30s\"", s)
+	case strings.HasSuffix(s, "d"):
+		return fmt.Errorf("%q is not a duration; the largest unit is h, as in \"24h\"", s)
+	}
+	return fmt.Errorf("%q is not a duration; write it like \"30s\", \"2m\" or \"1m30s\"", s)
+}
+
+// String returns the duration as Go writes it, such as "30s".
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes the duration as UnmarshalText reads it.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Secret is a password or token. It prints as "<redacted>" with every fmt
+// verb (or as nothing when empty), so that a Config printed with %v or %+v,
+// or logged, never shows it; read it with string(s).
+type Secret string
+
+const redacted = "<redacted>"
+
+// String returns "<redacted>", or "" for an empty secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString keeps %#v from showing the secret.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// Format applies to every verb, so that no verb (%x, %d, %q ...) reaches
+// the string itself.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'q' || verb == 'v' && f.Flag('#') {
+		io.WriteString(f, strconv.Quote(s.String()))
+		return
+	}
+	io.WriteString(f, s.String())
+}
+
+// MarshalText keeps encoders (JSON, TOML) from writing the secret.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// maxConfigSize bounds what loadConfig reads: a config is a few hundred
+// bytes, and -C /dev/zero must not eat the memory.
+const maxConfigSize = 1 << 20
+
+// loadConfig reads and validates the config at path. Settings missing from
+// the file get their defaults; defaults.Hostname is the default hostname.
+// It does not read password_file or ca_file nor run password_command: that
+// happens only when they are needed.
+//
+// Errors carry sysexits.Config (78): a file that cannot be read (the
+// cause is kept for errors.Is(err, fs.ErrNotExist) and the like), a syntax
+// error, or the unknown keys and invalid settings, all of them joined with
+// errors.Join, one per line.
+func loadConfig(path string, defaults ConfigDefaults) (*Config, error) {
+	text, err := readConfigFile(path)
+	if err != nil {
+		return nil, sysexits.Wrap(sysexits.Config, err)
+	}
+	return parseConfig(path, text, defaults)
+}
+
+// parseConfig is loadConfig once the file is read; path is for messages.
+func parseConfig(path, text string, defaults ConfigDefaults) (*Config, error) {
+	cl := configLoader{path: path, text: text}
+
+	// Parse once without a schema: this fails only on syntax, and lists
+	// the keys for the check below even when decoding fails.
+	md, err := toml.Decode(text, &map[string]any{})
+	if err != nil {
+		return nil, sysexits.Wrap(sysexits.Config, cl.syntaxError(err))
+	}
+	// md.Undecoded() would miss keys that differ from a field only in case
+	// ("Host"), which the decoder fills the field with anyway.
+	cl.checkKeys(md)
+
+	c := &Config{
+		Path:     path,
+		Hostname: defaults.Hostname,
+		Smarthost: Smarthost{
+			TLS:     TLSStartTLS,
+			Auth:    AuthAuto,
+			Timeout: Duration(30 * time.Second),
+		},
+		Queue: QueueConfig{Dir: "/var/spool/relaymail"},
+	}
+	cl.md, err = toml.Decode(text, c)
+	if err != nil {
+		cl.decodeError(err)
+	} else {
+		cl.validate(c)
+	}
+	if err := cl.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readConfigFile returns the config's text, or an error that says what to
+// do about it.
+func readConfigFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err == nil {
+		defer f.Close()
+		var b []byte
+		b, err = io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+		if err == nil && len(b) > maxConfigSize {
+			return "", fmt.Errorf("config %s is larger than 1 MiB", path)
+		}
+		if err == nil {
+			return string(b), nil
+		}
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path is in our message already
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("cannot read config %s: %w; create it from /usr/share/doc/relaymail/sendmail.conf.example and set [smarthost] host", path, err)
+	}
+	return "", fmt.Errorf("cannot read config %s: %w", path, err)
+}
+
+// configLoader collects the problems found in one config file.
+type configLoader struct {
+	path string
+	text string
+	md   toml.MetaData // of the decode into Config
+	errs []configError
+}
+
+// configError is a problem at a line of the file (0: the whole file).
+type configError struct {
+	line int
+	msg  string
+}
+
+// errorf records a problem with key (nil for the file as a whole), at the
+// line where key is written.
+func (cl *configLoader) errorf(key []string, format string, args ...any) {
+	cl.add(tomlKeyLine(cl.text, key), fmt.Sprintf(format, args...))
+}
+
+// add records a problem at line, or with the file as a whole when line is 0.
+func (cl *configLoader) add(line int, msg string) {
+	cl.errs = append(cl.errs, configError{line, msg})
+}
+
+// err returns the problems found, in the order of their lines and then
+// those with the file as a whole, as one error carrying sysexits.Config; or
+// nil.
+func (cl *configLoader) err() error {
+	if len(cl.errs) == 0 {
+		return nil
+	}
+	order := func(e configError) int {
+		if e.line == 0 {
+			return math.MaxInt
+		}
+		return e.line
+	}
+	slices.SortStableFunc(cl.errs, func(a, b configError) int { return cmp.Compare(order(a), order(b)) })
+	errs := make([]error, len(cl.errs))
+	for i, e := range cl.errs {
+		where := cl.path
+		if e.line > 0 {
+			where += ":" + strconv.Itoa(e.line)
+		}
+		errs[i] = fmt.Errorf("%s: %s", where, e.msg)
+	}
+	return sysexits.Wrap(sysexits.Config, errors.Join(errs...))
+}
+
+// syntaxError rewrites a parse error as one line. When the error is on a
+// password line, the decoder's message may quote the password: it is left
+// out.
+func (cl *configLoader) syntaxError(err error) error {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("%s: %v", cl.path, err)
+	}
+	msg := pe.Message
+	if msg != "" {
+		msg = strings.ToLower(msg[:1]) + strings.TrimSuffix(msg[1:], ".")
+	}
+	key := splitTOMLKey(pe.LastKey)
+	if len(key) > 0 && key[len(key)-1] == "password" {
+		msg = "cannot read the value (not shown); write it in quotes: password = \"...\""
+	} else if strings.HasPrefix(msg, "expected value but found") {
+		msg += "; text values need quotes, as in key = \"value\""
+	}
+	return fmt.Errorf("%s:%d: syntax error: %s", cl.path, pe.Position.Line, msg)
+}
+
+// decodeError records an error from decoding into Config: a value of the
+// wrong type, or one that UnmarshalText refused.
+func (cl *configLoader) decodeError(err error) {
+	var pe toml.ParseError
+	var line int
+	var key []string
+	var msg string
+	if errors.As(err, &pe) {
+		line, key, msg = pe.Position.Line, splitTOMLKey(pe.LastKey), pe.Message
+	} else if m := regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`).FindStringSubmatch(err.Error()); m != nil {
+		// The decoder's other errors, such as a string where a number
+		// belongs, are plain text.
+		line, _ = strconv.Atoi(m[1])
+		k, _ := strconv.Unquote(m[2])
+		key, msg = splitTOMLKey(k), describeTypeError(m[3])
+	} else {
+		cl.add(0, err.Error())
+		return
+	}
+	if line == 0 {
+		line = tomlKeyLine(cl.text, key)
+	}
+	switch {
+	case len(key) == 0:
+		cl.add(line, msg)
+	case strings.HasPrefix(msg, `"`): // from UnmarshalText: starts with the value
+		cl.add(line, tomlKeyName(key)+" = "+msg)
+	default:
+		cl.add(line, tomlKeyName(key)+" "+msg)
+	}
+}
+
+// describeTypeError turns the decoder's words for a type mismatch into
+// ours: "must be a number, not text".
+func describeTypeError(msg string) string {
+	have := func(goType string) string {
+		switch {
+		case goType == "string":
+			return "text"
+		case goType == "int64" || goType == "float64":
+			return "a number"
+		case goType == "bool":
+			return "true or false"
+		case strings.HasPrefix(goType, "[]"):
+			return "a list"
+		case strings.HasPrefix(goType, "map["):
+			return "a table"
+		}
+		return "a date"
+	}
+	if m := regexp.MustCompile(`^incompatible types: TOML value has type (\S+); destination has type (.+)$`).FindStringSubmatch(msg); m != nil {
+		want := map[string]string{
+			"integer": "a whole number", "string": "text in quotes", "boolean": "true or false",
+			"slice": `a list, as in ["pass", "show", "smtp"]`, "map": "a table",
+			"primitive (string-like)": "text in quotes",
+		}[m[2]]
+		if want == "" {
+			return msg
+		}
+		return "must be " + want + ", not " + have(m[1])
+	}
+	if m := regexp.MustCompile(`^type mismatch for \S+: expected table but found (\S+)$`).FindStringSubmatch(msg); m != nil {
+		return "must be a table (a [name] line followed by its keys), not " + have(m[1])
+	}
+	return msg
+}
+
+// configSchema returns, for each table, the keys it may hold: "" is the
+// top level; a table whose keys are free (aliases) maps to nil.
+func configSchema() map[string][]string {
+	schema := map[string][]string{}
+	var walk func(table string, t reflect.Type)
+	walk = func(table string, t reflect.Type) {
+		for f := range t.Fields() {
+			name := f.Tag.Get("toml")
+			if name == "" || name == "-" {
+				continue
+			}
+			schema[table] = append(schema[table], name)
+			switch f.Type.Kind() {
+			case reflect.Struct:
+				walk(name, f.Type)
+			case reflect.Map:
+				schema[name] = nil
+			}
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
+	return schema
+}
+
+// checkKeys records an error for each key in md that is not a setting,
+// guessing what was meant. Keys under an unknown table are not reported
+// again: the table is.
+func (cl *configLoader) checkKeys(md toml.MetaData) {
+	schema := configSchema()
+	reported := map[string]bool{}
+	for _, key := range md.Keys() {
+		unknown, table, known := firstUnknown(key, schema)
+		if unknown == nil || reported[unknown.String()] {
+			continue
+		}
+		reported[unknown.String()] = true
+
+		name := unknown[len(unknown)-1]
+		what := "key " + tomlKeyName(unknown)
+		isTable := len(key) > len(unknown) || md.Type(unknown...) == "Hash" || md.Type(unknown...) == "ArrayHash"
+		if isTable {
+			what = "table [" + unknown.String() + "]"
+		}
+		// Names from msmtp and ssmtp configs, and other likely words.
+		mistakes := map[string]string{
+			"user": "username", "login": "username", "authuser": "username",
+			"pass": "password", "authpass": "password", "passwordeval": "password_command",
+			"server": "host", "mailhub": "host", "hostname": "host",
+			"tls_starttls": "tls", "starttls": "tls", "ssl": "tls", "usetls": "tls", "usestarttls": "tls",
+			"tls_trust_file": "ca_file", "cafile": "ca_file",
+			"rewritedomain": "domain", "maildomain": "domain",
+		}
+		var hint string
+		if s := mistakes[strings.ToLower(name)]; s != "" && slices.Contains(known, s) {
+			hint = "did you mean " + s + "?"
+		} else if s := closest(name, known); s != "" {
+			hint = "did you mean " + s + "?"
+			if _, ok := schema[s]; ok && isTable {
+				hint = "did you mean [" + s + "]?"
+			}
+			if strings.EqualFold(s, name) {
+				hint += " (keys are case-sensitive)"
+			}
+		} else if !isTable {
+			for _, t := range slices.Sorted(maps.Keys(schema)) {
+				if t == table || !slices.Contains(schema[t], name) {
+					continue
+				}
+				if t == "" {
+					hint = name + " is a top-level setting: put it before the first [table] line"
+				} else {
+					hint = name + " belongs under [" + t + "]"
+				}
+				break
+			}
+		}
+		if hint != "" {
+			cl.errorf(unknown, "unknown %s; %s", what, hint)
+		} else {
+			cl.errorf(unknown, "unknown %s", what)
+		}
+	}
+}
+
+// firstUnknown returns the shortest part of key that is not a setting,
+// with the table it was looked for in and that table's keys; or nil.
+func firstUnknown(key toml.Key, schema map[string][]string) (unknown toml.Key, table string, known []string) {
+	if !slices.Contains(schema[""], key[0]) {
+		return key[:1], "", schema[""]
+	}
+	keys, isTable := schema[key[0]]
+	switch {
+	case len(key) == 1 || !isTable || keys == nil:
+		// A table line, a free table such as [aliases], or a value under
+		// a setting, which the decoder reports as a value of the wrong type.
+		return nil, "", nil
+	case !slices.Contains(keys, key[1]):
+		return key[:2], key[0], keys
+	}
+	return nil, "", nil
+}
+
+// validate checks the decoded config and fills in the defaults that depend
+// on other settings.
+func (cl *configLoader) validate(c *Config) {
+	sh := &c.Smarthost
+	k := func(key ...string) []string { return key }
+
+	if c.Hostname == "" {
+		cl.errorf(nil, `hostname is not set and the system's name is unknown; set hostname = "host.example.com"`)
+	} else if reason := badHostname(c.Hostname); reason != "" {
+		if cl.md.IsDefined("hostname") {
+			cl.errorf(k("hostname"), "hostname %q %s", c.Hostname, reason)
+		} else {
+			cl.errorf(nil, "the system's name %q %s; set hostname = \"host.example.com\"", c.Hostname, reason)
+		}
+	}
+	if c.Domain == "" {
+		c.Domain = c.Hostname
+	} else if reason := badHostname(c.Domain); reason != "" {
+		cl.errorf(k("domain"), "domain %q %s", c.Domain, reason)
+	}
+	if c.From != "" {
+		if err := address.Check(c.From); err != nil {
+			cl.errorf(k("from"), "from: %v", err)
+		} else if address.IsLocal(c.From) {
+			cl.errorf(k("from"), "from %q must be a full address, such as %q", c.From, c.From+"@example.com")
+		}
+	}
+
+	switch {
+	case sh.Host == "":
+		cl.errorf(nil, "[smarthost] host is not set")
+	case strings.Contains(sh.Host, "://"):
+		cl.errorf(k("smarthost", "host"), "[smarthost] host %q must be a host name, not a URL; set tls and port for the rest", sh.Host)
+	case strings.HasPrefix(sh.Host, "["):
+		cl.errorf(k("smarthost", "host"), "[smarthost] host %q: write an IPv6 address without brackets", sh.Host)
+	case strings.Contains(sh.Host, ":") && net.ParseIP(sh.Host) == nil:
+		h, p, _ := strings.Cut(sh.Host, ":")
+		cl.errorf(k("smarthost", "host"), "[smarthost] host %q must be a name only; write host = %q and port = %s", sh.Host, h, p)
+	default:
+		if reason := badHostname(sh.Host); reason != "" {
+			cl.errorf(k("smarthost", "host"), "[smarthost] host %q %s", sh.Host, reason)
+		}
+	}
+	if cl.md.IsDefined("smarthost", "port") {
+		if sh.Port < 1 || sh.Port > 65535 {
+			cl.errorf(k("smarthost", "port"), "[smarthost] port %d is out of range (1-65535)", sh.Port)
+		}
+	} else {
+		sh.Port = map[TLSMode]int{TLSStartTLS: 587, TLSImplicit: 465, TLSNone: 25}[sh.TLS]
+	}
+	if sh.TLSServerName != "" {
+		if reason := badHostname(sh.TLSServerName); reason != "" {
+			cl.errorf(k("smarthost", "tls_server_name"), "[smarthost] tls_server_name %q %s", sh.TLSServerName, reason)
+		}
+	}
+	if sh.CAFile != "" && !filepath.IsAbs(sh.CAFile) {
+		cl.errorf(k("smarthost", "ca_file"), "[smarthost] ca_file %q must be an absolute path", sh.CAFile)
+	}
+	if strings.ContainsFunc(sh.Username, unicode.IsControl) {
+		cl.errorf(k("smarthost", "username"), "[smarthost] username contains a control character")
+	}
+	cl.validateAuth(sh)
+	if sh.Timeout <= 0 {
+		cl.errorf(k("smarthost", "timeout"), "[smarthost] timeout must be more than 0s, not %v", sh.Timeout)
+	}
+
+	if !filepath.IsAbs(c.Queue.Dir) {
+		cl.errorf(k("queue", "dir"), "[queue] dir %q must be an absolute path", c.Queue.Dir)
+	}
+
+	// In file order, so that the messages are too.
+	for _, key := range cl.md.Keys() {
+		if len(key) != 2 || key[0] != "aliases" {
+			continue
+		}
+		name, value := key[1], c.Aliases[key[1]]
+		switch {
+		case name == "":
+			cl.errorf(key, "[aliases] has an empty name")
+		case strings.TrimSpace(value) == "":
+			cl.errorf(key, "%s is empty; give one or more addresses", tomlKeyName(key))
+		case strings.ContainsAny(value, "\r\n\x00"):
+			cl.errorf(key, "%s contains a line break or NUL", tomlKeyName(key))
+		}
+	}
+}
+
+// validateAuth checks the login settings of [smarthost].
+func (cl *configLoader) validateAuth(sh *Smarthost) {
+	k := func(key string) []string { return []string{"smarthost", key} }
+	var sources []string
+	if sh.Password != "" {
+		sources = append(sources, "password")
+	}
+	if sh.PasswordFile != "" {
+		sources = append(sources, "password_file")
+		if !filepath.IsAbs(sh.PasswordFile) {
+			cl.errorf(k("password_file"), "[smarthost] password_file %q must be an absolute path", sh.PasswordFile)
+		}
+	}
+	if cl.md.IsDefined("smarthost", "password_command") {
+		sources = append(sources, "password_command")
+		if len(sh.PasswordCommand) == 0 || sh.PasswordCommand[0] == "" {
+			cl.errorf(k("password_command"), `[smarthost] password_command is empty; give the command and its arguments, as in ["pass", "show", "smtp"]`)
+		}
+	}
+	if len(sources) > 1 {
+		cl.errorf(k(sources[1]), "[smarthost] set only one of password, password_file and password_command, not %s", strings.Join(sources, " and "))
+	}
+
+	oauth := sh.Auth == AuthXOAUTH2 || sh.Auth == AuthOAUTHBEARER
+	switch {
+	case sh.Auth == AuthNone:
+		return // nothing is sent, whatever else is set
+	case len(sources) > 0 && sh.Username == "":
+		cl.errorf(k(sources[0]), "[smarthost] %s is set but username is not", sources[0])
+	case len(sources) == 0 && oauth:
+		cl.errorf(k("auth"), "[smarthost] auth = %q needs the access token: set password_command (or password or password_file)", sh.Auth)
+	case len(sources) == 0 && sh.Username != "":
+		cl.errorf(k("username"), "[smarthost] username is set but there is no password, password_file or password_command")
+	case len(sources) == 0 && sh.Auth != AuthAuto:
+		cl.errorf(k("auth"), "[smarthost] auth = %q needs username and a password", sh.Auth)
+	}
+	if sh.TLS == TLSNone && (sh.Username != "" || len(sources) > 0) && !sh.InsecurePlaintextAuth {
+		cl.errorf(k("tls"), `[smarthost] tls = "none" would send the password unencrypted; use tls = "starttls" or "tls", or set insecure_plaintext_auth = true if the network to the smarthost is trusted`)
+	}
+}
+
+// badHostname returns why s cannot be a host or domain name, or "".
+func badHostname(s string) string {
+	switch {
+	case strings.ContainsAny(s, "\r\n\x00"):
+		return "contains a line break or NUL"
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		return "contains a space or a control character"
+	case strings.Contains(s, "@"):
+		return "must be a name, not an address"
+	}
+	return ""
+}
+
+// parseEnum returns s if it is one of valid, or an error that starts with
+// the quoted value and suggests what was meant.
+func parseEnum(s string, valid []string, mistakes map[string]string) (string, error) {
+	if slices.Contains(valid, s) {
+		return s, nil
+	}
+	quoted := make([]string, len(valid))
+	for i, v := range valid {
+		quoted[i] = strconv.Quote(v)
+	}
+	list := strings.Join(quoted[:len(quoted)-1], ", ") + " or " + quoted[len(quoted)-1]
+	guess := mistakes[strings.ToLower(s)]
+	if guess == "" {
+		guess = closest(s, valid)
+	}
+	if guess != "" {
+		return "", fmt.Errorf("%q is not valid; did you mean %q? (one of %s)", s, guess, list)
+	}
+	return "", fmt.Errorf("%q is not valid; use one of %s", s, list)
+}
+
+// closest returns the word in words nearest to s when it is near enough to
+// be a typo (two edits, or one for short words), or "".
+func closest(s string, words []string) string {
+	best, bestDist := "", 3
+	if len(s) <= 4 {
+		bestDist = 2
+	}
+	for _, w := range words {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(w)); d < bestDist {
+			best, bestDist = w, d
+		}
+	}
+	return best
+}
+
+// editDistance is the number of edits (insert, delete, replace, swap two
+// neighbours) from a to b, in bytes: the optimal string alignment distance.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+// tomlKeyName names a key as the user wrote it: "hostname",
+// "[smarthost] port", "[aliases] root".
+func tomlKeyName(key []string) string {
+	switch len(key) {
+	case 0:
+		return ""
+	case 1:
+		return toml.Key(key).String()
+	}
+	return "[" + toml.Key(key[:len(key)-1]).String() + "] " + toml.Key(key[len(key)-1:]).String()
+}
+
+// splitTOMLKey splits a dotted key as the decoder prints it
+// (`aliases."a.b"`) into its parts.
+func splitTOMLKey(s string) []string {
+	key, rest, ok := scanTOMLKey(s)
+	if !ok || strings.TrimSpace(rest) != "" {
+		return nil
+	}
+	return key
+}
+
+// tomlKeyLine returns the line of text where key is defined, or 0. The
+// decoder knows but does not say, so this reads the text: table lines set
+// the context for the keys after them, dotted keys add parts, and a key in
+// an inline table is found at the line of its table. Lines inside
+// multi-line strings are skipped.
+func tomlKeyLine(text string, key []string) int {
+	if len(key) == 0 {
+		return 0
+	}
+	var table []string
+	best, bestLen := 0, 0
+	inString := "" // the delimiter of the multi-line string we are in
+	text = strings.TrimPrefix(text, "\ufeff")
+	for n, line := range strings.Split(text, "\n") {
+		if inString != "" {
+			if strings.Contains(line, inString) {
+				inString = ""
+			}
+			continue
+		}
+		s := strings.TrimSpace(line)
+		var path []string
+		switch {
+		case s == "" || s[0] == '#':
+			continue
+		case s[0] == '[':
+			inner := strings.TrimPrefix(strings.TrimPrefix(s, "["), "[")
+			t, rest, ok := scanTOMLKey(inner)
+			if !ok || !strings.HasPrefix(rest, "]") {
+				continue
+			}
+			table, path = t, t
+		default:
+			k, rest, ok := scanTOMLKey(s)
+			if !ok || !strings.HasPrefix(rest, "=") {
+				continue
+			}
+			path = append(slices.Clip(table), k...)
+			v := strings.TrimSpace(rest[1:])
+			for _, d := range []string{`"""`, `'''`} {
+				if strings.HasPrefix(v, d) && !strings.Contains(v[3:], d) {
+					inString = d
+				}
+			}
+		}
+		switch {
+		case hasKeyPrefix(path, key):
+			return n + 1
+		case hasKeyPrefix(key, path) && len(path) > bestLen:
+			best, bestLen = n+1, len(path)
+		}
+	}
+	return best
+}
+
+func hasKeyPrefix(key, prefix []string) bool {
+	return len(key) >= len(prefix) && slices.Equal(key[:len(prefix)], prefix)
+}
+
+// scanTOMLKey reads a dotted key (bare, "quoted" or 'literal' parts) from
+// the start of s and returns its parts and what follows, trimmed.
+func scanTOMLKey(s string) (key []string, rest string, ok bool) {
+	for {
+		s = strings.TrimLeft(s, " \t")
+		var part string
+		switch {
+		case s == "":
+			return nil, "", false
+		case s[0] == '"':
+			end := 1
+			for end < len(s) && s[end] != '"' {
+				if s[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			if end >= len(s) {
+				return nil, "", false
+			}
+			var err error
+			if part, err = strconv.Unquote(s[:end+1]); err != nil {
+				part = s[1:end]
+			}
+			s = s[end+1:]
+		case s[0] == '\'':
+			end := strings.IndexByte(s[1:], '\'')
+			if end < 0 {
+				return nil, "", false
+			}
+			part, s = s[1:end+1], s[end+2:]
+		default:
+			end := strings.IndexFunc(s, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+			})
+			if end < 0 {
+				end = len(s)
+			}
+			if end == 0 {
+				return nil, "", false
+			}
+			part, s = s[:end], s[end:]
+		}
+		key = append(key, part)
+		s = strings.TrimLeft(s, " \t")
+		if !strings.HasPrefix(s, ".") {
+			return key, s, true
+		}
+		s = s[1:]
+	}
+}

@@ -1,0 +1,379 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"relaymail/internal/sysexits"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite testdata/config/*.expected-error from the current messages")
+
+// defaultSmarthost is [smarthost] with host set and every default applied.
+func defaultSmarthost(host string) Smarthost {
+	return Smarthost{Host: host, Port: 587, TLS: TLSStartTLS, Auth: AuthAuto, Timeout: Duration(30 * time.Second)}
+}
+
+func TestLoadConfig(t *testing.T) {
+	defaults := ConfigDefaults{Hostname: "sys.example.org"}
+	tests := []struct {
+		name string
+		toml string
+		want func(path string) *Config
+	}{
+		{
+			name: "only host: every default",
+			toml: "[smarthost]\nhost = \"smtp.example.com\"\n",
+			want: func(path string) *Config {
+				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
+					Smarthost: defaultSmarthost("smtp.example.com"), Queue: QueueConfig{Dir: "/var/spool/relaymail"}}
+			},
+		},
+		{
+			name: "domain defaults to the configured hostname",
+			toml: "hostname = \"app01.example.com\"\n[smarthost]\nhost = \"smtp.example.com\"\n",
+			want: func(path string) *Config {
+				return &Config{Path: path, Hostname: "app01.example.com", Domain: "app01.example.com",
+					Smarthost: defaultSmarthost("smtp.example.com"), Queue: QueueConfig{Dir: "/var/spool/relaymail"}}
+			},
+		},
+		{
+			name: "implicit TLS defaults to port 465",
+			toml: "[smarthost]\nhost = \"smtp.example.com\"\ntls = \"tls\"\nusername = \"u\"\npassword_file = \"/etc/relaymail/pw\"\n",
+			want: func(path string) *Config {
+				sh := defaultSmarthost("smtp.example.com")
+				sh.Port, sh.TLS, sh.Username, sh.PasswordFile = 465, TLSImplicit, "u", "/etc/relaymail/pw"
+				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail"}}
+			},
+		},
+		{
+			name: "no TLS and no login defaults to port 25",
+			toml: "[smarthost]\nhost = \"relay.internal\"\ntls = \"none\"\n",
+			want: func(path string) *Config {
+				sh := defaultSmarthost("relay.internal")
+				sh.Port, sh.TLS = 25, TLSNone
+				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail"}}
+			},
+		},
+		{
+			name: "plaintext login allowed explicitly",
+			toml: "[smarthost]\nhost = \"relay.internal\"\ntls = \"none\"\nport = 2525\nusername = \"u\"\npassword = \"pw\"\ninsecure_plaintext_auth = true\n",
+			want: func(path string) *Config {
+				sh := defaultSmarthost("relay.internal")
+				sh.Port, sh.TLS, sh.Username, sh.Password, sh.InsecurePlaintextAuth = 2525, TLSNone, "u", "pw", true
+				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail"}}
+			},
+		},
+		{
+			name: "xoauth2 with a token command, every key set",
+			toml: `hostname = "app01.example.com"
+domain = "example.com"
+from = "noreply@example.com"
+
+[smarthost]
+host = "smtp.gmail.com"
+port = 465
+tls = "tls"
+tls_server_name = "smtp.gmail.com"
+ca_file = "/etc/ssl/extra.pem"
+username = "me@example.com"
+password_command = ["oauth2-token", "--account", "me"]
+auth = "xoauth2"
+timeout = "1m30s"
+insecure_plaintext_auth = false
+
+[queue]
+dir = "/srv/spool"
+
+[aliases]
+root = "ops@example.net"
+"www-data" = "web@example.com, root"
+`,
+			want: func(path string) *Config {
+				return &Config{Path: path, Hostname: "app01.example.com", Domain: "example.com", From: "noreply@example.com",
+					Smarthost: Smarthost{Host: "smtp.gmail.com", Port: 465, TLS: TLSImplicit, TLSServerName: "smtp.gmail.com",
+						CAFile: "/etc/ssl/extra.pem", Username: "me@example.com",
+						PasswordCommand: []string{"oauth2-token", "--account", "me"}, Auth: AuthXOAUTH2,
+						Timeout: Duration(90 * time.Second)},
+					Queue:   QueueConfig{Dir: "/srv/spool"},
+					Aliases: map[string]string{"root": "ops@example.net", "www-data": "web@example.com, root"}}
+			},
+		},
+		{
+			name: "auth none ignores the login settings",
+			toml: "[smarthost]\nhost = \"relay.internal\"\ntls = \"none\"\nauth = \"none\"\nusername = \"u\"\n",
+			want: func(path string) *Config {
+				sh := defaultSmarthost("relay.internal")
+				sh.Port, sh.TLS, sh.Auth, sh.Username = 25, TLSNone, AuthNone, "u"
+				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail"}}
+			},
+		},
+		{
+			name: "CRLF line endings and a byte order mark",
+			toml: "\ufeffhostname = \"app01.example.com\"\r\n[smarthost]\r\nhost = \"smtp.example.com\"\r\n",
+			want: func(path string) *Config {
+				return &Config{Path: path, Hostname: "app01.example.com", Domain: "app01.example.com",
+					Smarthost: defaultSmarthost("smtp.example.com"), Queue: QueueConfig{Dir: "/var/spool/relaymail"}}
+			},
+		},
+		{
+			name: "IPv6 host",
+			toml: "[smarthost]\nhost = \"2001:db8::25\"\ntls_server_name = \"smtp.example.com\"\n",
+			want: func(path string) *Config {
+				sh := defaultSmarthost("2001:db8::25")
+				sh.TLSServerName = "smtp.example.com"
+				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail"}}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "sendmail.conf")
+			if err := os.WriteFile(path, []byte(tt.toml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := loadConfig(path, defaults)
+			if err != nil {
+				t.Fatalf("loadConfig(%q) error: %v", tt.toml, err)
+			}
+			if want := tt.want(path); !reflect.DeepEqual(got, want) {
+				t.Errorf("loadConfig(%q) =\n%#v\nwant\n%#v", tt.toml, *got, *want)
+			}
+		})
+	}
+}
+
+// TestLoadConfigErrors loads each testdata/config/NAME.conf and compares
+// the whole error text with NAME.expected-error. Run with -update to
+// rewrite the expected files, then review the diff.
+func TestLoadConfigErrors(t *testing.T) {
+	confs, err := filepath.Glob("testdata/config/*.conf")
+	if err != nil || len(confs) == 0 {
+		t.Fatalf("no testdata/config/*.conf: %v", err)
+	}
+	for _, conf := range confs {
+		name := strings.TrimSuffix(filepath.Base(conf), ".conf")
+		t.Run(name, func(t *testing.T) {
+			_, err := loadConfig(conf, ConfigDefaults{Hostname: "sys.example.org"})
+			if err == nil {
+				t.Fatalf("loadConfig(%s) succeeded, want an error", conf)
+			}
+			if code := sysexits.CodeOf(err); code != sysexits.Config {
+				t.Errorf("loadConfig(%s) exit code %v, want %v", conf, code, sysexits.Config)
+			}
+			golden := strings.TrimSuffix(conf, ".conf") + ".expected-error"
+			if *updateGolden {
+				if err := os.WriteFile(golden, []byte(err.Error()+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, rerr := os.ReadFile(golden)
+			if rerr != nil {
+				t.Fatalf("%v (run go test -run TestLoadConfigErrors -update to create it)", rerr)
+			}
+			if got := err.Error(); got != strings.TrimSuffix(string(want), "\n") {
+				t.Errorf("loadConfig(%s) error:\n%s\nwant:\n%s", conf, got, want)
+			}
+			for _, secret := range []string{"s3cret-pw", "hunter2"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("loadConfig(%s) error shows the password: %s", conf, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sendmail.conf")
+	_, err := loadConfig(path, ConfigDefaults{Hostname: "sys.example.org"})
+	if code := sysexits.CodeOf(err); code != sysexits.Config {
+		t.Errorf("loadConfig(missing) exit code %v, want %v", code, sysexits.Config)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("loadConfig(missing) = %v, want fs.ErrNotExist in the chain", err)
+	}
+	want := "cannot read config " + path + ": no such file or directory; create it from /usr/share/doc/relaymail/sendmail.conf.example and set [smarthost] host"
+	if err == nil || err.Error() != want {
+		t.Errorf("loadConfig(missing) error:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+func TestLoadConfigUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	_, err := loadConfig(dir, ConfigDefaults{Hostname: "sys.example.org"})
+	if code := sysexits.CodeOf(err); code != sysexits.Config {
+		t.Errorf("loadConfig(directory) exit code %v, want %v", code, sysexits.Config)
+	}
+	if want := "cannot read config " + dir + ": is a directory"; err == nil || err.Error() != want {
+		t.Errorf("loadConfig(directory) error: %v, want %s", err, want)
+	}
+}
+
+func TestLoadConfigTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sendmail.conf")
+	big := "[smarthost]\nhost = \"smtp.example.com\"\n" + strings.Repeat("# padding\n", maxConfigSize/10+1)
+	if err := os.WriteFile(path, []byte(big), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := loadConfig(path, ConfigDefaults{Hostname: "sys.example.org"})
+	if code := sysexits.CodeOf(err); code != sysexits.Config || !strings.Contains(fmt.Sprint(err), "larger than 1 MiB") {
+		t.Errorf("loadConfig(2 MiB) = %v (%v), want a size error with code %v", err, code, sysexits.Config)
+	}
+}
+
+func TestLoadConfigNoHostname(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sendmail.conf")
+	if err := os.WriteFile(path, []byte("[smarthost]\nhost = \"smtp.example.com\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := loadConfig(path, ConfigDefaults{})
+	want := path + `: hostname is not set and the system's name is unknown; set hostname = "host.example.com"`
+	if err == nil || err.Error() != want {
+		t.Errorf("loadConfig without a system name: %v, want %s", err, want)
+	}
+}
+
+// TestConfigExample keeps sendmail.conf.example valid and in step with the
+// code: it must load, and set every key there is.
+func TestConfigExample(t *testing.T) {
+	c, err := loadConfig("sendmail.conf.example", ConfigDefaults{Hostname: "sys.example.org"})
+	if err != nil {
+		t.Fatalf("sendmail.conf.example: %v", err)
+	}
+	if c.Smarthost.Host != "smtp.example.com" || c.Smarthost.Port != 587 || c.Smarthost.Password != "app-password-from-your-provider" {
+		t.Errorf("sendmail.conf.example loaded as %+v", c.Smarthost)
+	}
+	text, err := os.ReadFile("sendmail.conf.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for table, keys := range configSchema() {
+		for _, k := range keys {
+			name := tomlKeyName([]string{table, k})
+			if table == "" {
+				name = k
+			}
+			if _, isTable := configSchema()[k]; isTable && table == "" {
+				if !strings.Contains(string(text), "\n["+k+"]\n") {
+					t.Errorf("sendmail.conf.example has no [%s] table", k)
+				}
+				continue
+			}
+			// Documented, if only in a comment ("# ca_file = ...").
+			if !regexp.MustCompile(`(?m)^[#\s]*` + regexp.QuoteMeta(k) + ` = `).Match(text) {
+				t.Errorf("sendmail.conf.example does not document %s", name)
+			}
+		}
+	}
+}
+
+// TestConfigHidesPassword prints a loaded config every way fmt can.
+func TestConfigHidesPassword(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sendmail.conf")
+	conf := "[smarthost]\nhost = \"smtp.example.com\"\nusername = \"u\"\npassword = \"hunter2-secret\"\n"
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(path, ConfigDefaults{Hostname: "sys.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.Smarthost.Password) != "hunter2-secret" {
+		t.Fatalf("string(Password) = %q, want the password", string(c.Smarthost.Password))
+	}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10.3s"} {
+		for _, v := range []any{c, *c, c.Smarthost, &c.Smarthost, c.Smarthost.Password} {
+			out := fmt.Sprintf(format, v)
+			if strings.Contains(out, "hunter2") || strings.Contains(out, fmt.Sprintf("%x", "hunter2")) ||
+				strings.Contains(out, fmt.Sprintf("%X", "hunter2")) {
+				t.Errorf("Sprintf(%q, %T) shows the password: %s", format, v, out)
+			}
+		}
+	}
+	if got := fmt.Sprintf("%+v", c.Smarthost); !strings.Contains(got, "Password:<redacted>") {
+		t.Errorf("%%+v of Smarthost = %s, want Password:<redacted>", got)
+	}
+	if got := fmt.Sprintf("%v", Secret("")); got != "" {
+		t.Errorf("empty Secret prints as %q, want nothing", got)
+	}
+}
+
+func TestTOMLKeyLine(t *testing.T) {
+	text := `# comment: host = "not this"
+hostname = "a"   # line 2
+'quoted.key' = 1
+[smarthost]
+host = "x"
+description = """
+port = 1
+"""
+"port" = 2
+[ aliases ]
+"a.b" = "c"
+[queue]
+dir.deeper = 1
+inline = { x = 1, y = 2 }
+`
+	tests := []struct {
+		key  []string
+		want int
+	}{
+		{[]string{"hostname"}, 2},
+		{[]string{"quoted.key"}, 3},
+		{[]string{"smarthost"}, 4},
+		{[]string{"smarthost", "host"}, 5},
+		{[]string{"smarthost", "port"}, 9},
+		{[]string{"aliases", "a.b"}, 11},
+		{[]string{"queue", "dir"}, 13},
+		{[]string{"queue", "dir", "deeper"}, 13},
+		{[]string{"queue", "inline", "y"}, 14},
+		{[]string{"nowhere"}, 0},
+		{nil, 0},
+	}
+	for _, tt := range tests {
+		if got := tomlKeyLine(text, tt.key); got != tt.want {
+			t.Errorf("tomlKeyLine(%q) = %d, want %d", tt.key, got, tt.want)
+		}
+	}
+}
+
+// FuzzParseConfig checks that no config text makes parseConfig panic, that
+// every error carries the config exit code, and that a config that loads
+// is complete.
+func FuzzParseConfig(f *testing.F) {
+	for _, name := range []string{"sendmail.conf.example", "testdata/config/many-problems.conf", "testdata/config/inline-table.conf"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
+	f.Add("[smarthost]\nhost = \"h\"\n'a.b'.\"c\\\"\" = 1\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := parseConfig("sendmail.conf", text, ConfigDefaults{Hostname: "sys.example.org"})
+		if err != nil {
+			if code := sysexits.CodeOf(err); code != sysexits.Config {
+				t.Fatalf("parseConfig(%q) error %q has exit code %v", text, err, code)
+			}
+			return
+		}
+		if c.Smarthost.Host == "" || c.Smarthost.Port == 0 || c.Domain == "" || c.Smarthost.Timeout <= 0 {
+			t.Fatalf("parseConfig(%q) = %+v, incomplete", text, c)
+		}
+	})
+}
