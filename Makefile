@@ -1,0 +1,44 @@
+# relaymail: make build | test | demo | fuzz | vet | clean
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN     := relaymail
+
+export CGO_ENABLED := 0
+
+.PHONY: all build test demo vet fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+# The whole suite: unit tests, the end-to-end tests that run the built
+# binary against a real STARTTLS+AUTH smarthost, and the CLI scripts.
+# -race needs cgo; it is turned on when a C compiler is present.
+test:
+	$(GO) vet ./...
+	@if command -v gcc >/dev/null 2>&1; then \
+		echo "CGO_ENABLED=1 $(GO) test -race ./..."; CGO_ENABLED=1 $(GO) test -race -timeout 12m ./...; \
+	else \
+		echo "$(GO) test ./... (no C compiler: without -race)"; $(GO) test -timeout 12m ./...; \
+	fi
+
+# Sends a sample message through the real binary to a throwaway local
+# smarthost (STARTTLS + AUTH) and shows what arrived.
+demo: build
+	$(GO) run ./test/smarthost -demo ./$(BIN)
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+
+# Short runs of every fuzz target (go test allows one target per run).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run XXX -fuzz '^FuzzParseArgs$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run XXX -fuzz '^FuzzParseList$$' -fuzztime $(FUZZTIME) ./internal/address
+	$(GO) test -run XXX -fuzz '^FuzzIntake$$' -fuzztime $(FUZZTIME) ./internal/intake
+
+clean:
+	rm -f $(BIN)

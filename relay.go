@@ -1,0 +1,563 @@
+package main
+
+// relay.go owns one smarthost session: dial, STARTTLS or implicit TLS with
+// certificate verification, AUTH, then MAIL, RCPT and DATA, giving one result
+// per recipient. It knows nothing of files or of the spool: the message
+// arrives as an io.Reader of CRLF lines, already complete.
+//
+// Rules it keeps whatever the server says:
+//   - With tls = "starttls" nothing but EHLO and STARTTLS is sent before TLS
+//     is up and the certificate verified; a server that does not offer
+//     STARTTLS gets no AUTH and no MAIL.
+//   - AUTH is never sent over a connection without TLS unless the config
+//     explicitly allows it (config validation refuses the rest).
+//   - Bytes the server sends after its reply to STARTTLS and before the TLS
+//     handshake are refused (response injection, CVE-2011-0411).
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"relaymail/internal/secret"
+	"relaymail/internal/xoauth2"
+)
+
+// relayOptions are the settings of one smarthost session. main builds them
+// from the Config.
+type relayOptions struct {
+	Addr       string // host:port to dial
+	TLS        TLSMode
+	ServerName string         // name the certificate must carry
+	RootCAs    *x509.CertPool // nil: the system's roots
+	Auth       AuthMode
+	Username   string
+	Secret     secret.Source
+	Hostname   string        // EHLO name
+	Timeout    time.Duration // connect, and each read or write
+	// DataTimeout bounds the wait for the reply to the final dot, which a
+	// server may spend scanning a large message (RFC 5321 4.5.3.2.6: 10 min).
+	DataTimeout time.Duration
+	Debug       io.Writer // the SMTP conversation for -v, or nil
+	// Dial opens the TCP connection; nil means a net.Dialer with Timeout.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// envelope is what MAIL and RCPT say about one message.
+type envelope struct {
+	From     string   // "" is the null sender <>
+	Rcpts    []string // each once
+	Body     string   // "7BIT", "8BITMIME" or "" (from -B)
+	EightBit bool     // the content has bytes >= 0x80
+	Size     int64
+	Notify   []string // DSN NOTIFY values (-N)
+	Return   string   // DSN RET (-R)
+	EnvID    string   // DSN ENVID (-V)
+}
+
+// result is the fate of one recipient in one session. Code 0 means no reply
+// was received (network trouble): temporary, like 4xx.
+type result struct {
+	Rcpt     string
+	Code     int
+	Enhanced smtp.EnhancedCode
+	Text     string
+}
+
+// Sent reports whether the smarthost took responsibility for the recipient.
+func (r result) Sent() bool { return r.Code/100 == 2 }
+
+// Permanent reports a 5xx refusal: retrying will not help.
+func (r result) Permanent() bool { return r.Code/100 == 5 }
+
+// Reply is the server's reply, or our reason, on one line.
+func (r result) Reply() string {
+	text := oneLine(r.Text)
+	if r.Code == 0 {
+		return text
+	}
+	if r.Enhanced != (smtp.EnhancedCode{}) && r.Enhanced != smtp.NoEnhancedCode {
+		return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], text)
+	}
+	return fmt.Sprintf("%d %s", r.Code, text)
+}
+
+// relayError is a failure of the whole session before any recipient could be
+// accepted: connect, TLS, AUTH, MAIL, or the message as a whole.
+type relayError struct {
+	Addr  string
+	Stage string // what failed, in words: "connect", "STARTTLS", "authentication failed"
+	// Code, Enhanced and Text hold the server's reply when there was one.
+	Code     int
+	Enhanced smtp.EnhancedCode
+	Text     string
+	Err      error  // the cause when there was no reply
+	Perm     bool   // retrying cannot help
+	Hint     string // how to fix it, when we know
+}
+
+func (e *relayError) Error() string {
+	r := result{Code: e.Code, Enhanced: e.Enhanced, Text: e.Text}
+	if e.Code == 0 {
+		r.Text = fmt.Sprint(e.Err)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Addr, e.Stage, r.Reply())
+}
+
+func (e *relayError) Unwrap() error { return e.Err }
+
+// result gives every recipient the session's failure.
+func (e *relayError) result(rcpt string) result {
+	r := result{Rcpt: rcpt, Code: e.Code, Enhanced: e.Enhanced, Text: e.Text}
+	if e.Code == 0 {
+		r.Text = fmt.Sprintf("%s: %v", e.Stage, e.Err)
+		if e.Perm {
+			r.Code = 554
+		}
+	}
+	if e.Code/100 == 5 && !e.Perm {
+		// AUTH and TLS refusals are kept for retry, as Postfix's
+		// smtp_sasl_auth_soft_bounce does: a changed password must not bounce
+		// every message in the queue.
+		r.Code = 454
+	}
+	return r
+}
+
+// relay delivers one message. It returns one result per recipient of env,
+// in order, and a *relayError when the session failed before RCPT; then
+// every result carries that failure.
+func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]result, error) {
+	results := make([]result, len(env.Rcpts))
+	for i, rcpt := range env.Rcpts {
+		results[i].Rcpt = rcpt
+	}
+	fail := func(err *relayError) ([]result, error) {
+		err.Addr = o.Addr
+		for i := range results {
+			results[i] = err.result(results[i].Rcpt)
+		}
+		return results, err
+	}
+
+	c, ic, rerr := connect(ctx, o)
+	if rerr != nil {
+		return fail(rerr)
+	}
+	defer c.Close()
+
+	if rerr := authenticate(ctx, c, o); rerr != nil {
+		return fail(rerr)
+	}
+
+	mailOpts := &smtp.MailOptions{Size: env.Size, EnvelopeID: env.EnvID}
+	if env.Body != "" {
+		mailOpts.Body = smtp.BodyType(env.Body)
+	}
+	if env.Return != "" {
+		mailOpts.Return = smtp.DSNReturn(env.Return)
+	}
+	if needsUTF8(env) {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			return fail(&relayError{Stage: "message refused", Perm: true,
+				Err: errors.New("an address is not ASCII and the smarthost does not offer SMTPUTF8 (RFC 6531)")})
+		}
+		mailOpts.UTF8 = true
+	}
+	if limit, ok := c.MaxMessageSize(); ok && limit > 0 && env.Size > int64(limit) {
+		return fail(&relayError{Stage: "message refused", Perm: true,
+			Err: fmt.Errorf("message size %d exceeds the smarthost's limit of %d bytes", env.Size, limit)})
+	}
+	if err := c.Mail(env.From, mailOpts); err != nil {
+		return fail(replyError("MAIL FROM:<"+env.From+"> refused", err))
+	}
+
+	var rcptOpts *smtp.RcptOptions
+	if len(env.Notify) > 0 {
+		rcptOpts = &smtp.RcptOptions{}
+		for _, n := range env.Notify {
+			rcptOpts.Notify = append(rcptOpts.Notify, smtp.DSNNotify(n))
+		}
+	}
+	var accepted []int
+	for i, rcpt := range env.Rcpts {
+		err := c.Rcpt(rcpt, rcptOpts)
+		if err == nil {
+			results[i].Code = 250
+			accepted = append(accepted, i)
+			continue
+		}
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			// The connection is gone: nobody got the message.
+			return fail(&relayError{Stage: "RCPT TO:<" + rcpt + ">", Err: err})
+		}
+		results[i].Code, results[i].Enhanced, results[i].Text = se.Code, se.EnhancedCode, se.Message
+	}
+	if len(accepted) == 0 {
+		c.Quit()
+		return results, nil
+	}
+
+	setAccepted := func(code int, enh smtp.EnhancedCode, text string) {
+		for _, i := range accepted {
+			results[i].Code, results[i].Enhanced, results[i].Text = code, enh, text
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		rerr := replyError("DATA refused", err)
+		r := rerr.result("")
+		setAccepted(r.Code, r.Enhanced, r.Text)
+		return results, nil
+	}
+	if _, err := io.Copy(w, msg); err != nil {
+		// A read error on our side or a write error on the wire: in both
+		// cases the server never saw the final dot, so nothing was accepted.
+		setAccepted(0, smtp.EnhancedCode{}, fmt.Sprintf("sending message: %v", err))
+		return results, nil
+	}
+	ic.readTimeout = max(o.DataTimeout, o.Timeout)
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			setAccepted(se.Code, se.EnhancedCode, se.Message)
+		} else {
+			// RFC 5321 6.1: without the reply to the final dot we cannot know
+			// whether the server took the message; retrying risks a
+			// duplicate, dropping risks a loss. We retry.
+			setAccepted(0, smtp.EnhancedCode{}, fmt.Sprintf("connection lost after sending the message: %v", err))
+		}
+		return results, nil
+	}
+	code, enh, text := 250, smtp.EnhancedCode{}, resp.StatusText
+	if e, rest, ok := splitEnhanced(text); ok {
+		enh, text = e, rest
+	}
+	setAccepted(code, enh, text)
+	c.Quit()
+	return results, nil
+}
+
+func needsUTF8(env envelope) bool {
+	if hasNonASCII(env.From) {
+		return true
+	}
+	return slices.ContainsFunc(env.Rcpts, hasNonASCII)
+}
+
+func hasNonASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// connect dials the smarthost and returns a client that has said EHLO over
+// TLS (unless tls = "none").
+func connect(ctx context.Context, o relayOptions) (*smtp.Client, *idleConn, *relayError) {
+	dial := o.Dial
+	if dial == nil {
+		d := &net.Dialer{Timeout: o.Timeout}
+		dial = d.DialContext
+	}
+	raw, err := dial(ctx, "tcp", o.Addr)
+	if err != nil {
+		return nil, nil, &relayError{Stage: "connect", Err: err, Hint: connectHint(err)}
+	}
+	ic := &idleConn{Conn: raw, timeout: o.Timeout, readTimeout: o.Timeout}
+	tlsConfig := &tls.Config{
+		ServerName: o.ServerName,
+		RootCAs:    o.RootCAs,
+		MinVersion: tls.VersionTLS12,
+	}
+
+	var conn net.Conn = ic
+	skip := 0 // bytes of synthetic greeting the transcript must not show
+	switch o.TLS {
+	case TLSImplicit:
+		tc := tls.Client(ic, tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, nil, tlsError(err, o)
+		}
+		conn = tc
+	case TLSStartTLS:
+		tc, greeting, rerr := startTLS(ctx, ic, o, tlsConfig)
+		if rerr != nil {
+			raw.Close()
+			return nil, nil, rerr
+		}
+		// go-smtp's client expects a greeting. After STARTTLS there is none
+		// (RFC 3207 4.2), so it reads the one the server sent before TLS.
+		conn = &prefixConn{Conn: tc, r: io.MultiReader(strings.NewReader(greeting), tc)}
+		skip = len(greeting)
+	}
+
+	c := smtp.NewClient(conn)
+	c.CommandTimeout = o.Timeout
+	c.SubmissionTimeout = max(o.DataTimeout, o.Timeout)
+	if o.Debug != nil {
+		c.DebugWriter = &skipWriter{w: o.Debug, skip: skip}
+	}
+	if err := c.Hello(o.Hostname); err != nil {
+		c.Close()
+		return nil, nil, replyError("EHLO refused", err)
+	}
+	return c, ic, nil
+}
+
+// startTLS runs the plaintext part of the session by hand, so that the EHLO
+// name is ours and nothing but EHLO and STARTTLS is ever sent in the clear.
+// It returns the TLS connection and the server's greeting line.
+func startTLS(ctx context.Context, conn net.Conn, o relayOptions, cfg *tls.Config) (*tls.Conn, string, *relayError) {
+	var in io.Reader = conn
+	var out io.Writer = conn
+	if o.Debug != nil {
+		in = io.TeeReader(conn, o.Debug)
+		out = io.MultiWriter(conn, o.Debug)
+	}
+	br := bufio.NewReader(in)
+	tr := textproto.NewReader(br)
+	protoErr := func(stage string, err error) *relayError {
+		var pe *textproto.Error
+		if errors.As(err, &pe) {
+			return &relayError{Stage: stage, Code: pe.Code, Text: pe.Msg, Perm: pe.Code/100 == 5}
+		}
+		return &relayError{Stage: stage, Err: err}
+	}
+
+	code, msg, err := tr.ReadResponse(220)
+	if err != nil {
+		return nil, "", protoErr("greeting", err)
+	}
+	greeting := fmt.Sprintf("%d %s\r\n", code, strings.ReplaceAll(msg, "\n", " "))
+	if _, err := fmt.Fprintf(out, "EHLO %s\r\n", o.Hostname); err != nil {
+		return nil, "", &relayError{Stage: "EHLO", Err: err}
+	}
+	_, msg, err = tr.ReadResponse(250)
+	if err != nil {
+		return nil, "", protoErr("EHLO refused", err)
+	}
+	offered := false
+	for _, line := range strings.Split(msg, "\n")[1:] {
+		if strings.EqualFold(strings.TrimSpace(line), "STARTTLS") {
+			offered = true
+		}
+	}
+	if !offered {
+		fmt.Fprintf(out, "QUIT\r\n")
+		return nil, "", &relayError{Stage: "STARTTLS", Err: errors.New("the server does not offer STARTTLS; nothing was sent"),
+			Hint: `the smarthost may expect implicit TLS (tls = "tls", usually port 465); use tls = "none" only for a relay on a trusted network`}
+	}
+	if _, err := fmt.Fprintf(out, "STARTTLS\r\n"); err != nil {
+		return nil, "", &relayError{Stage: "STARTTLS", Err: err}
+	}
+	if _, _, err := tr.ReadResponse(220); err != nil {
+		return nil, "", protoErr("STARTTLS refused", err)
+	}
+	if br.Buffered() > 0 {
+		return nil, "", &relayError{Stage: "STARTTLS", Err: errors.New("the server sent data before the TLS handshake (possible injection attack)")}
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, "", tlsError(err, o)
+	}
+	return tc, greeting, nil
+}
+
+func tlsError(err error, o relayOptions) *relayError {
+	e := &relayError{Stage: "TLS handshake", Err: err}
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		e.Stage = "certificate not trusted"
+		e.Hint = "if the smarthost uses a private CA, set ca_file to its PEM certificate in the [smarthost] section"
+	case errors.As(err, &host):
+		e.Stage = "certificate name mismatch"
+		e.Hint = fmt.Sprintf("the certificate is not valid for %q; set host to the name in the certificate, or tls_server_name", o.ServerName)
+	case errors.As(err, &invalid):
+		e.Stage = "certificate invalid"
+		e.Hint = "check the smarthost's certificate dates and this machine's clock"
+	}
+	return e
+}
+
+func connectHint(err error) string {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "check [smarthost] host in the config; the name does not resolve"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "the smarthost did not answer; a firewall may block the port (many clouds block 25 and 587 outbound)"
+	}
+	return ""
+}
+
+// authenticate logs in when a username is configured.
+func authenticate(ctx context.Context, c *smtp.Client, o relayOptions) *relayError {
+	if o.Auth == AuthNone || o.Username == "" {
+		return nil
+	}
+	ok, params := c.Extension("AUTH")
+	if !ok {
+		hint := "set auth = \"none\" if this relay needs no login"
+		if o.TLS == TLSNone {
+			hint = "servers usually offer AUTH only over TLS: set tls = \"starttls\" or \"tls\""
+		}
+		return &relayError{Stage: "authentication", Err: errors.New("the server does not offer AUTH"), Hint: hint}
+	}
+	offered := strings.Fields(strings.ToUpper(params))
+	mech, err := chooseMechanism(o.Auth, offered)
+	if err != nil {
+		return &relayError{Stage: "authentication", Err: err}
+	}
+	pw, err := o.Secret.Get(ctx)
+	if err != nil {
+		return &relayError{Stage: "authentication", Err: err}
+	}
+	var sc sasl.Client
+	switch mech {
+	case "PLAIN":
+		sc = sasl.NewPlainClient("", o.Username, pw)
+	case "LOGIN":
+		sc = sasl.NewLoginClient(o.Username, pw)
+	case "XOAUTH2":
+		sc = xoauth2.NewClient(o.Username, pw)
+	case "OAUTHBEARER":
+		sc = sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: o.Username, Token: pw})
+	}
+	if err := c.Auth(sc); err != nil {
+		e := replyError("authentication failed", err)
+		e.Perm = false
+		if e.Code == 535 || e.Code == 534 || e.Code == 530 {
+			e.Hint = "check username and password in the [smarthost] section; Gmail and Microsoft 365 need an app password or OAuth2 (auth = \"xoauth2\" with password_command)"
+		}
+		return e
+	}
+	return nil
+}
+
+// chooseMechanism picks the SASL mechanism: the configured one, or with
+// auth = "auto" the best the server offers among those that take a password.
+func chooseMechanism(want AuthMode, offered []string) (string, error) {
+	var candidates []string
+	switch want {
+	case AuthPlain:
+		candidates = []string{"PLAIN"}
+	case AuthLogin:
+		candidates = []string{"LOGIN"}
+	case AuthXOAUTH2:
+		candidates = []string{"XOAUTH2"}
+	case AuthOAUTHBEARER:
+		candidates = []string{"OAUTHBEARER"}
+	default:
+		// PLAIN is one round trip; LOGIN is what Microsoft 365 offers.
+		candidates = []string{"PLAIN", "LOGIN"}
+	}
+	for _, m := range candidates {
+		if slices.Contains(offered, m) {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("the server offers AUTH %s, none of which relaymail can use with auth = %q",
+		strings.Join(offered, " "), want)
+}
+
+// replyError turns a go-smtp error into a relayError, keeping the reply.
+func replyError(stage string, err error) *relayError {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return &relayError{Stage: stage, Code: se.Code, Enhanced: se.EnhancedCode, Text: se.Message, Perm: se.Code/100 == 5}
+	}
+	return &relayError{Stage: stage, Err: err}
+}
+
+// splitEnhanced splits "2.0.0 Ok" into its enhanced code and text.
+func splitEnhanced(s string) (smtp.EnhancedCode, string, bool) {
+	var e smtp.EnhancedCode
+	code, rest, _ := strings.Cut(s, " ")
+	if n, err := fmt.Sscanf(code, "%d.%d.%d", &e[0], &e[1], &e[2]); n != 3 || err != nil {
+		return e, s, false
+	}
+	return e, rest, true
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// idleConn puts a deadline on every read and write, so a server that stops
+// talking cannot hold a caller forever. go-smtp's own deadlines are ignored:
+// it clears them while the message body is written.
+type idleConn struct {
+	net.Conn
+	timeout     time.Duration
+	readTimeout time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if c.readTimeout > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(c.readTimeout))
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	if c.timeout > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *idleConn) SetDeadline(time.Time) error      { return nil }
+func (c *idleConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *idleConn) SetWriteDeadline(time.Time) error { return nil }
+
+// prefixConn reads r (a saved greeting, then the connection) instead of
+// the connection alone.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// skipWriter drops the first skip bytes written to it.
+type skipWriter struct {
+	w    io.Writer
+	skip int
+}
+
+func (s *skipWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.skip > 0 {
+		k := min(s.skip, len(p))
+		s.skip -= k
+		p = p[k:]
+	}
+	if len(p) > 0 {
+		if _, err := s.w.Write(p); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
