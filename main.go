@@ -413,9 +413,9 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 	if rerr != nil {
 		var re *relayError
 		if errors.As(rerr, &re) && re.Perm {
-			return sysexits.Wrap(sysexits.Unavailable, rerr)
+			return sysexits.Errorf(sysexits.Unavailable, "%w (message not sent)", rerr)
 		}
-		return sysexits.Wrap(sysexits.TempFail, rerr)
+		return sysexits.Errorf(sysexits.TempFail, "%w (message not sent, try again later)", rerr)
 	}
 	var sent, perm, temp int
 	for _, r := range results {

@@ -112,18 +112,32 @@ type relayError struct {
 func (e *relayError) Error() string {
 	r := result{Code: e.Code, Enhanced: e.Enhanced, Text: e.Text}
 	if e.Code == 0 {
-		r.Text = fmt.Sprint(e.Err)
+		r.Text = errText(e.Err)
 	}
 	return fmt.Sprintf("%s: %s: %s", e.Addr, e.Stage, r.Reply())
 }
 
 func (e *relayError) Unwrap() error { return e.Err }
 
+// errText drops the "dial tcp 127.0.0.1:587:" prefix of network errors:
+// the address is already in the message.
+func errText(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+	}
+	var sys *os.SyscallError
+	if errors.As(err, &sys) {
+		err = sys.Err
+	}
+	return fmt.Sprint(err)
+}
+
 // result gives every recipient the session's failure.
 func (e *relayError) result(rcpt string) result {
 	r := result{Rcpt: rcpt, Code: e.Code, Enhanced: e.Enhanced, Text: e.Text}
 	if e.Code == 0 {
-		r.Text = fmt.Sprintf("%s: %v", e.Stage, e.Err)
+		r.Text = e.Stage + ": " + errText(e.Err)
 		if e.Perm {
 			r.Code = 554
 		}
@@ -279,7 +293,7 @@ func connect(ctx context.Context, o relayOptions) (*smtp.Client, *idleConn, *rel
 	}
 	raw, err := dial(ctx, "tcp", o.Addr)
 	if err != nil {
-		return nil, nil, &relayError{Stage: "connect", Err: err, Hint: connectHint(err)}
+		return nil, nil, &relayError{Stage: "cannot connect", Err: err, Hint: connectHint(err)}
 	}
 	ic := &idleConn{Conn: raw, timeout: o.Timeout, readTimeout: o.Timeout}
 	tlsConfig := &tls.Config{

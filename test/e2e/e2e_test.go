@@ -1,0 +1,245 @@
+// Package e2e runs the built sendmail binary as a process, the way cron,
+// PHP and mail clients do, against a real SMTP server on 127.0.0.1 with a
+// generated CA, STARTTLS and AUTH, and checks the exact envelope and bytes
+// that arrive.
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"relaymail/internal/smarthost"
+)
+
+// binary is the sendmail built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "relaymail-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "sendmail")
+	args := []string{"build", "-o", binary}
+	if os.Getenv("GOCOVERDIR") != "" {
+		args = append(args, "-cover")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	cmd := exec.Command("go", append(args, ".")...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build sendmail: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// setup holds one smarthost and a config pointing at it.
+type setup struct {
+	t    *testing.T
+	srv  *smarthost.Server
+	dir  string
+	conf string
+}
+
+const (
+	user     = "relayuser"
+	password = "correct-horse-battery"
+)
+
+// newSetup starts a smarthost with opts (STARTTLS and AUTH PLAIN/LOGIN for
+// user by default) and writes a config for it. extraTop goes before any
+// table; extraSmarthost inside [smarthost].
+func newSetup(t *testing.T, opts smarthost.Options, extraTop, extraSmarthost string) *setup {
+	t.Helper()
+	if opts.Users == nil && opts.Tokens == nil {
+		opts.Users = map[string]string{user: password}
+	}
+	srv := smarthost.New(t, opts)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := srv.WriteCA(ca); err != nil {
+		t.Fatal(err)
+	}
+	tlsMode := map[smarthost.TLSMode]string{smarthost.StartTLS: "starttls", smarthost.ImplicitTLS: "tls", smarthost.NoTLS: "none"}[opts.TLS]
+	auth := fmt.Sprintf("username = %q\npassword = %q\n", user, password)
+	if strings.Contains(extraSmarthost, "username") {
+		auth = ""
+	}
+	conf := fmt.Sprintf(`hostname = "app01.example.com"
+domain = "example.com"
+%s
+[smarthost]
+host = "127.0.0.1"
+port = %d
+tls = %q
+ca_file = %q
+timeout = "10s"
+%s%s
+[queue]
+dir = %q
+`, extraTop, srv.Port(), tlsMode, ca, auth, extraSmarthost, filepath.Join(dir, "spool"))
+	path := filepath.Join(dir, "sendmail.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &setup{t: t, srv: srv, dir: dir, conf: path}
+}
+
+type outcome struct {
+	code   int
+	stdout string
+	stderr string
+	maxRSS int64 // peak resident set seen while it ran, KiB
+}
+
+// run runs sendmail with the config and args, feeding stdin.
+func (s *setup) run(stdin string, args ...string) outcome {
+	s.t.Helper()
+	return runBinary(s.t, strings.NewReader(stdin), append([]string{"-C", s.conf}, args...)...)
+}
+
+func runBinary(t *testing.T, stdin interface{ Read([]byte) (int, error) }, args ...string) outcome {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Stdin = stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir(), "LANG=C"}
+	if d := os.Getenv("GOCOVERDIR"); d != "" {
+		cmd.Env = append(cmd.Env, "GOCOVERDIR="+d)
+	}
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	// The kernel's ru_maxrss of a child includes the memory of the test
+	// process it was forked from, so the peak is read from /proc while the
+	// child runs: VmHWM belongs to the exec'd program alone.
+	status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+	var hwm int64
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	timeout := time.After(3 * time.Minute)
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-poll.C:
+			if v := vmHWM(status); v > hwm {
+				hwm = v
+			}
+		case <-timeout:
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("sendmail %q did not finish; stderr: %s", args, stderr.String())
+		}
+	}
+	o := outcome{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String(), maxRSS: hwm}
+	if strings.Contains(o.stderr, "goroutine ") || strings.Contains(o.stderr, "panic:") {
+		t.Errorf("sendmail printed a panic or stack trace:\n%s", o.stderr)
+	}
+	return o
+}
+
+// vmHWM returns the peak resident set in KiB from a /proc status file, or
+// 0 when it cannot be read (the process is gone).
+func vmHWM(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// one waits for exactly one message and returns it.
+func (s *setup) one() smarthost.Message {
+	s.t.Helper()
+	msgs, err := s.srv.WaitMessages(1, 10*time.Second)
+	if err != nil {
+		s.t.Fatalf("no message arrived: %v", err)
+	}
+	if len(msgs) != 1 {
+		s.t.Fatalf("%d messages arrived, want 1", len(msgs))
+	}
+	return msgs[0]
+}
+
+// nothingSent checks that no message, no AUTH and no MAIL reached the server.
+func (s *setup) nothingSent() {
+	s.t.Helper()
+	if msgs := s.srv.Messages(); len(msgs) != 0 {
+		s.t.Errorf("%d messages arrived, want none", len(msgs))
+	}
+	for i, sess := range s.srv.Sessions() {
+		for _, ev := range sess.Events {
+			if strings.HasPrefix(ev, "AUTH") || strings.HasPrefix(ev, "MAIL") || strings.HasPrefix(ev, "RCPT") || strings.HasPrefix(ev, "DATA") {
+				s.t.Errorf("session %d: server saw %q, want nothing beyond EHLO/STARTTLS", i, ev)
+			}
+		}
+	}
+}
+
+func crlf(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
+}
+
+func wantEnvelope(t *testing.T, m smarthost.Message, from string, rcpts ...string) {
+	t.Helper()
+	if m.From != from {
+		t.Errorf("MAIL FROM = <%s>, want <%s>", m.From, from)
+	}
+	if strings.Join(m.Rcpts, " ") != strings.Join(rcpts, " ") {
+		t.Errorf("RCPT TO = %q, want %q", m.Rcpts, rcpts)
+	}
+	if !m.TLS {
+		t.Errorf("message arrived without TLS")
+	}
+	if m.AuthUser != user {
+		t.Errorf("AUTH user = %q, want %q", m.AuthUser, user)
+	}
+}
+
+func wantCode(t *testing.T, o outcome, code int, stderrFragment string) {
+	t.Helper()
+	if o.code != code {
+		t.Errorf("exit code = %d, want %d; stderr:\n%s", o.code, code, o.stderr)
+	}
+	if stderrFragment != "" && !strings.Contains(o.stderr, stderrFragment) {
+		t.Errorf("stderr = %q, want it to contain %q", o.stderr, stderrFragment)
+	}
+}
+
+// header returns the value of the first field named name in the header
+// block of data, or "".
+func header(data []byte, name string) string {
+	head, _, _ := bytes.Cut(data, []byte("\r\n\r\n"))
+	for _, line := range strings.Split(string(head), "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(k, name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"relaymail/internal/smarthost"
+)
+
+const simple = "Subject: hi\n\nbody\n"
+
+func TestNoSTARTTLSSendsNothing(t *testing.T) {
+	s := newSetup(t, smarthost.Options{NoStartTLS: true}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 75, "does not offer STARTTLS")
+	wantCode(t, o, 75, "hint:")
+	s.nothingSent()
+}
+
+func TestUntrustedCertificateSendsNothing(t *testing.T) {
+	s := newSetup(t, smarthost.Options{BadCert: true}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 75, "certificate not trusted")
+	wantCode(t, o, 75, "hint: if the smarthost uses a private CA, set ca_file")
+	s.nothingSent()
+}
+
+func TestWrongCertificateNameSendsNothing(t *testing.T) {
+	s := newSetup(t, smarthost.Options{WrongName: true}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 75, "certificate name mismatch")
+	s.nothingSent()
+}
+
+func TestImplicitTLS(t *testing.T) {
+	s := newSetup(t, smarthost.Options{TLS: smarthost.ImplicitTLS}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 0, "")
+	wantEnvelope(t, s.one(), "a@example.com", "b@example.net")
+}
+
+func TestImplicitTLSUntrustedSendsNothing(t *testing.T) {
+	s := newSetup(t, smarthost.Options{TLS: smarthost.ImplicitTLS, BadCert: true}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 75, "certificate not trusted")
+	s.nothingSent()
+}
+
+func TestAuthLoginOnly(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Mechanisms: []string{"LOGIN"}}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 0, "")
+	if m := s.one(); m.AuthMech != "LOGIN" {
+		t.Errorf("AUTH mechanism = %q, want LOGIN", m.AuthMech)
+	}
+}
+
+func TestXOAUTH2TokenFromCommand(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Tokens: map[string]string{user: "ya29.token"}, Mechanisms: []string{"XOAUTH2"}}, "",
+		`username = "relayuser"`+"\n"+`auth = "xoauth2"`+"\n"+`password_command = ["/bin/echo", "ya29.token"]`+"\n")
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 0, "")
+	if m := s.one(); m.AuthMech != "XOAUTH2" || m.AuthUser != user {
+		t.Errorf("AUTH = %s as %q, want XOAUTH2 as %q", m.AuthMech, m.AuthUser, user)
+	}
+}
+
+func TestOAUTHBEARERTokenFromFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	os.WriteFile(file, []byte("bearer-tok\n"), 0o600)
+	s := newSetup(t, smarthost.Options{Tokens: map[string]string{user: "bearer-tok"}, Mechanisms: []string{"OAUTHBEARER"}}, "",
+		`username = "relayuser"`+"\n"+`auth = "oauthbearer"`+"\n"+`password_file = "`+file+`"`+"\n")
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 0, "")
+	if m := s.one(); m.AuthMech != "OAUTHBEARER" {
+		t.Errorf("AUTH mechanism = %q, want OAUTHBEARER", m.AuthMech)
+	}
+}
+
+func TestAuthFailure(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Users: map[string]string{user: "another-password"}}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 75, "authentication failed: 535")
+	wantCode(t, o, 75, "hint: check username and password")
+	if strings.Contains(o.stderr, password) {
+		t.Errorf("stderr shows the password: %s", o.stderr)
+	}
+	if msgs := s.srv.Messages(); len(msgs) != 0 {
+		t.Errorf("%d messages arrived after failed AUTH", len(msgs))
+	}
+}
+
+func TestOneRecipientRefused(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{
+		{Stage: smarthost.Rcpt, Match: "nobody@example.net", Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "user unknown"},
+	}}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "good@example.net", "nobody@example.net")
+	wantCode(t, o, 67, "refused <nobody@example.net>: 550 5.1.1 user unknown")
+	wantEnvelope(t, s.one(), "a@example.com", "good@example.net")
+}
+
+func TestAllRecipientsRefused(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{{Stage: smarthost.Rcpt, Code: 550, Text: "no relay"}}}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "x@example.net", "y@example.net")
+	wantCode(t, o, 67, "all 2 recipients refused")
+	if msgs := s.srv.Messages(); len(msgs) != 0 {
+		t.Errorf("%d messages arrived", len(msgs))
+	}
+}
+
+func TestTemporaryFailures(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault smarthost.Fault
+		want  string
+	}{
+		{"451 on RCPT", smarthost.Fault{Stage: smarthost.Rcpt, Code: 451, Text: "greylisted"}, "deferred <b@example.net>: 451"},
+		{"421 on MAIL", smarthost.Fault{Stage: smarthost.Mail, Code: 421, Text: "too busy"}, "421"},
+		{"drop after DATA", smarthost.Fault{Stage: smarthost.DataEnd, Drop: true}, "connection lost"},
+		{"452 after DATA", smarthost.Fault{Stage: smarthost.DataEnd, Code: 452, Text: "disk full"}, "452"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{tt.fault}}, "", "")
+			o := s.run(simple, "-f", "a@example.com", "b@example.net")
+			wantCode(t, o, 75, tt.want)
+			if msgs := s.srv.Messages(); len(msgs) != 0 {
+				t.Errorf("%d messages recorded", len(msgs))
+			}
+		})
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	// A port nobody listens on: take one and close it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	b, _ := os.ReadFile(s.conf)
+	conf := strings.Replace(string(b), "port = ", "port = "+strconv.Itoa(port)+" # was ", 1)
+	os.WriteFile(s.conf, []byte(conf), 0o600)
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 75, "connect")
+}
+
+func TestRefusedArguments(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"CR LF in -f", []string{"-f", "a@example.com\r\nRCPT TO:<evil@example.net>", "b@example.net"}, 64, "line break"},
+		{"LF in recipient", []string{"-f", "a@example.com", "b@example.net\nRCPT TO:<evil@example.net>"}, 64, ""},
+		{"CR in -F", []string{"-F", "a\rb", "b@example.net"}, 64, ""},
+		{"unknown flag", []string{"-Z", "b@example.net"}, 64, "usage:"},
+		{"no recipients", []string{"-f", "a@example.com"}, 64, "no recipients"},
+		{"no recipients with -t", []string{"-t", "-f", "a@example.com"}, 64, "no recipients"},
+		{"bad recipient syntax", []string{"-f", "a@example.com", "b@@example.net"}, 64, "b@@example.net"},
+		{"-bs not supported yet", []string{"-bs"}, 64, "not supported yet"},
+		{"-bp not supported yet", []string{"-bp"}, 64, "not supported yet"},
+		{"-q not supported yet", []string{"-q"}, 64, "not supported yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSetup(t, smarthost.Options{}, "", "")
+			o := s.run(simple, tt.args...)
+			wantCode(t, o, tt.code, tt.want)
+			if n := strings.Count(strings.TrimSpace(o.stderr), "\n"); n > 2 {
+				t.Errorf("stderr has %d lines, want one (plus usage/hint):\n%s", n+1, o.stderr)
+			}
+			if len(s.srv.Sessions()) != 0 {
+				t.Errorf("sendmail connected to the smarthost")
+			}
+		})
+	}
+}
+
+func TestBadHeaderAddressRefused(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	o := s.run("To: \"unterminated <a@example.net>\nSubject: x\n\nbody\n", "-t", "-f", "a@example.com")
+	wantCode(t, o, 65, "To")
+	if len(s.srv.Sessions()) != 0 {
+		t.Errorf("sendmail connected to the smarthost")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	noHost := filepath.Join(dir, "nohost.conf")
+	os.WriteFile(noHost, []byte("[smarthost]\nport = 587\n"), 0o600)
+	typo := filepath.Join(dir, "typo.conf")
+	os.WriteFile(typo, []byte("[smarthost]\nhost = \"smtp.example.com\"\nhots = \"x\"\n"), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing host", []string{"-C", noHost}, "host"},
+		{"unknown key", []string{"-C", typo}, "hots"},
+		{"missing file", []string{"-C", filepath.Join(dir, "absent.conf")}, "absent.conf"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := runBinary(t, strings.NewReader(simple), append(tt.args, "b@example.net")...)
+			wantCode(t, o, 78, tt.want)
+		})
+	}
+}
+
+func TestVerboseHidesSecrets(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	o := s.run("Subject: secret body words\n\nthe body\n", "-v", "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 0, "")
+	for _, want := range []string{">>> EHLO app01.example.com", ">>> STARTTLS", ">>> AUTH PLAIN <redacted>", ">>> MAIL FROM:<a@example.com>", "<<< 250", "status=sent"} {
+		if !strings.Contains(o.stderr, want) {
+			t.Errorf("-v output lacks %q:\n%s", want, o.stderr)
+		}
+	}
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + password))
+	for _, secret := range []string{password, plain, "secret body words"} {
+		if strings.Contains(o.stderr, secret) {
+			t.Errorf("-v output shows %q:\n%s", secret, o.stderr)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"-bV"}, {"--version"}} {
+		o := runBinary(t, strings.NewReader(""), args...)
+		wantCode(t, o, 0, "")
+		if !strings.HasPrefix(o.stdout, "relaymail ") {
+			t.Errorf("%v printed %q, want the version", args, o.stdout)
+		}
+	}
+}
