@@ -40,7 +40,14 @@ const defaultConfigPath = "/etc/sendmail.conf"
 const usageLine = "usage: sendmail [-t] [-i] [-f sender] [-F name] [-B 8BITMIME|7BIT] [-N dsn] [-R full|hdrs] [-V envid] [-C config] [-v] [--] recipient..."
 
 func main() {
-	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	env := os.Getenv
+	if os.Getegid() != os.Getgid() || os.Geteuid() != os.Getuid() {
+		// Set-gid (the packaged install): the caller's environment must not
+		// steer a process that can read the relay password.
+		// TODO(#7): the rest of the privilege model (-C, file modes).
+		env = nil
+	}
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr, env))
 }
 
 // process is what run learns about its surroundings; tests fill it in.
