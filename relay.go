@@ -151,31 +151,86 @@ func (e *relayError) result(rcpt string) result {
 	return r
 }
 
-// relay delivers one message. It returns one result per recipient of env,
-// in order, and a *relayError when the session failed before RCPT; then
-// every result carries that failure.
+// session is one smarthost connection, after TLS and AUTH, that can carry
+// several messages (RSET between them).
+type session struct {
+	o      relayOptions
+	c      *smtp.Client
+	ic     *idleConn
+	used   int  // messages attempted on this connection
+	broken bool // the connection is unusable; dial a new one
+}
+
+// dial connects, secures and authenticates a session. It returns a
+// *relayError on failure.
+func dial(ctx context.Context, o relayOptions) (*session, error) {
+	c, ic, rerr := connect(ctx, o)
+	if rerr != nil {
+		rerr.Addr = o.Addr
+		return nil, rerr
+	}
+	if rerr := authenticate(ctx, c, o); rerr != nil {
+		c.Close()
+		rerr.Addr = o.Addr
+		return nil, rerr
+	}
+	return &session{o: o, c: c, ic: ic}, nil
+}
+
+// close says QUIT when the connection is healthy and closes it.
+func (s *session) close() {
+	if !s.broken {
+		s.c.Quit()
+	}
+	s.c.Close()
+}
+
+// relay delivers one message on a session of its own.
 func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]result, error) {
+	s, err := dial(ctx, o)
+	if err != nil {
+		var rerr *relayError
+		errors.As(err, &rerr)
+		results := make([]result, len(env.Rcpts))
+		for i, rcpt := range env.Rcpts {
+			results[i] = rerr.result(rcpt)
+		}
+		return results, err
+	}
+	defer s.close()
+	return s.send(env, msg)
+}
+
+// send delivers one message. It returns one result per recipient of env,
+// in order, and a *relayError when the message failed as a whole before
+// RCPT; then every result carries that failure. After an error the session
+// may be broken (see s.broken).
+func (s *session) send(env envelope, msg io.Reader) ([]result, error) {
 	results := make([]result, len(env.Rcpts))
 	for i, rcpt := range env.Rcpts {
 		results[i].Rcpt = rcpt
 	}
 	fail := func(err *relayError) ([]result, error) {
-		err.Addr = o.Addr
+		err.Addr = s.o.Addr
+		if err.Code == 0 && !err.Perm || err.Code == 421 {
+			s.broken = true
+		}
 		for i := range results {
 			results[i] = err.result(results[i].Rcpt)
 		}
 		return results, err
 	}
-
-	c, ic, rerr := connect(ctx, o)
-	if rerr != nil {
-		return fail(rerr)
+	if s.broken {
+		return fail(&relayError{Stage: "session", Err: errors.New("connection already broken")})
 	}
-	defer c.Close()
-
-	if rerr := authenticate(ctx, c, o); rerr != nil {
-		return fail(rerr)
+	c := s.c
+	if s.used > 0 {
+		// RFC 5321 4.1.1.5: start the next transaction from a clean state.
+		if err := c.Reset(); err != nil {
+			return fail(replyError("RSET refused", err))
+		}
 	}
+	s.used++
 
 	mailOpts := &smtp.MailOptions{Size: env.Size, EnvelopeID: env.EnvID}
 	if env.Body != "" {
@@ -222,7 +277,6 @@ func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]
 		results[i].Code, results[i].Enhanced, results[i].Text = se.Code, se.EnhancedCode, se.Message
 	}
 	if len(accepted) == 0 {
-		c.Quit()
 		return results, nil
 	}
 
@@ -236,21 +290,30 @@ func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]
 		rerr := replyError("DATA refused", err)
 		r := rerr.result("")
 		setAccepted(r.Code, r.Enhanced, r.Text)
+		if r.Code == 0 || r.Code == 421 {
+			s.broken = true
+		}
 		return results, nil
 	}
 	if _, err := io.Copy(w, msg); err != nil {
 		// A read error on our side or a write error on the wire: in both
 		// cases the server never saw the final dot, so nothing was accepted.
 		setAccepted(0, smtp.EnhancedCode{}, fmt.Sprintf("sending message: %v", err))
+		s.broken = true
 		return results, nil
 	}
-	ic.readTimeout = max(o.DataTimeout, o.Timeout)
+	s.ic.readTimeout = max(s.o.DataTimeout, s.o.Timeout)
 	resp, err := w.CloseWithResponse()
+	s.ic.readTimeout = s.o.Timeout
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			setAccepted(se.Code, se.EnhancedCode, se.Message)
+			if se.Code == 421 {
+				s.broken = true
+			}
 		} else {
+			s.broken = true
 			// RFC 5321 6.1: without the reply to the final dot we cannot know
 			// whether the server took the message; retrying risks a
 			// duplicate, dropping risks a loss. We retry.
@@ -263,7 +326,6 @@ func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]
 		enh, text = e, rest
 	}
 	setAccepted(code, enh, text)
-	c.Quit()
 	return results, nil
 }
 
