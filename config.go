@@ -51,6 +51,7 @@ type Config struct {
 	Hostname  string            `toml:"hostname"` // EHLO name and Message-ID domain; default: ConfigDefaults.Hostname
 	Domain    string            `toml:"domain"`   // qualifies bare names (root -> root@domain); default: Hostname
 	From      string            `toml:"from"`     // envelope sender when -f is not given; "" = login name at Domain
+	Delivery  DeliveryMode      `toml:"delivery"` // default delivery mode; -od? overrides; default DeliverInteractive
 	Smarthost Smarthost         `toml:"smarthost"`
 	Queue     QueueConfig       `toml:"queue"`
 	Aliases   map[string]string `toml:"aliases"` // name -> address list; values are not empty
@@ -74,7 +75,27 @@ type Smarthost struct {
 
 // QueueConfig is the [queue] table.
 type QueueConfig struct {
-	Dir string `toml:"dir"` // absolute; default "/var/spool/relaymail"
+	Dir    string   `toml:"dir"`     // absolute; default "/var/spool/relaymail"; "" = no spool: deliver directly, exit 75 on trouble
+	MaxAge Duration `toml:"max_age"` // a recipient still pending after this fails and is bounced; default 5 days (120h)
+}
+
+// DeliveryMode says when a message leaves: before sendmail exits, in a
+// detached child, or at the next queue run.
+type DeliveryMode string
+
+const (
+	DeliverInteractive DeliveryMode = "interactive" // -odi: the caller waits for the relay
+	DeliverBackground  DeliveryMode = "background"  // -odb: exit after the spool commit, a child delivers
+	DeliverQueue       DeliveryMode = "queue"       // -odq: only queue; sendmail -q delivers
+)
+
+// UnmarshalText accepts the DeliveryMode values.
+func (m *DeliveryMode) UnmarshalText(b []byte) error {
+	v, err := parseEnum(string(b), []string{"interactive", "background", "queue"}, map[string]string{
+		"i": "interactive", "b": "background", "q": "queue", "deferred": "queue", "foreground": "interactive",
+	})
+	*m = DeliveryMode(v)
+	return err
 }
 
 // ConfigDefaults are the defaults main finds on the system.
@@ -141,8 +162,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 		return fmt.Errorf("%q has no unit; write %q", s, s+"s")
 	case strings.ContainsAny(s, " \t"):
 		return fmt.Errorf("%q is not a duration; write it without spaces, as in \"30s\" or \"1m30s\"", s)
+	case strings.HasSuffix(s, "d") && strings.Trim(s[:len(s)-1], "0123456789") == "" && len(s) > 1:
+		days, _ := strconv.Atoi(s[:len(s)-1])
+		*d = Duration(time.Duration(days) * 24 * time.Hour)
+		return nil
 	case strings.HasSuffix(s, "d"):
-		return fmt.Errorf("%q is not a duration; the largest unit is h, as in \"24h\"", s)
+		return fmt.Errorf("%q is not a duration; write whole days as in \"5d\", or hours as in \"36h\"", s)
 	}
 	return fmt.Errorf("%q is not a duration; write it like \"30s\", \"2m\" or \"1m30s\"", s)
 }
@@ -227,7 +252,8 @@ func parseConfig(path, text string, defaults ConfigDefaults) (*Config, error) {
 			Auth:    AuthAuto,
 			Timeout: Duration(30 * time.Second),
 		},
-		Queue: QueueConfig{Dir: "/var/spool/relaymail"},
+		Delivery: DeliverInteractive,
+		Queue:    QueueConfig{Dir: "/var/spool/relaymail", MaxAge: Duration(5 * 24 * time.Hour)},
 	}
 	cl.md, err = toml.Decode(text, c)
 	if err != nil {
@@ -572,8 +598,11 @@ func (cl *configLoader) validate(c *Config) {
 		cl.errorf(k("smarthost", "timeout"), "[smarthost] timeout must be more than 0s, not %v", sh.Timeout)
 	}
 
-	if !filepath.IsAbs(c.Queue.Dir) {
-		cl.errorf(k("queue", "dir"), "[queue] dir %q must be an absolute path", c.Queue.Dir)
+	if c.Queue.Dir != "" && !filepath.IsAbs(c.Queue.Dir) {
+		cl.errorf(k("queue", "dir"), "[queue] dir %q must be an absolute path (or \"\" to deliver without a spool)", c.Queue.Dir)
+	}
+	if c.Queue.MaxAge <= 0 {
+		cl.errorf(k("queue", "max_age"), "[queue] max_age must be more than 0s, not %v", c.Queue.MaxAge)
 	}
 
 	// In file order, so that the messages are too.

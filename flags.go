@@ -94,6 +94,8 @@ const (
 	ModeQueue               // -q, -q<interval>, -qI<id>, -qR<site>
 	ModeIgnore              // -bh, -bH: Postfix exits 0
 	ModeHelp                // --help: main prints the usage and exits 0
+	ModeDelete              // --delete id...: remove queued messages (Postfix's postsuper -d)
+	ModeRequeue             // --requeue id...: make queued messages due now (postsuper -r)
 )
 
 // String returns a short lowercase name, such as "send" or "queue".
@@ -102,6 +104,7 @@ func (m Mode) String() string {
 		ModeSend: "send", ModeList: "list", ModeSMTP: "smtp", ModeVerify: "verify",
 		ModeVersion: "version", ModeDaemon: "daemon", ModeAliases: "aliases",
 		ModeQueue: "queue", ModeIgnore: "ignore", ModeHelp: "help",
+		ModeDelete: "delete", ModeRequeue: "requeue",
 	}
 	if m >= 0 && int(m) < len(names) {
 		return names[m]
@@ -131,6 +134,7 @@ type Invocation struct {
 	QueueID       string        // -qI<id>
 	QueueSite     string        // -qR<site>
 	Ignored       []string      // obsolete or ignored flags seen, e.g. "-G", "-om", "-h 30"; shown with -v
+	JSON          bool          // --json: mailq prints JSON, for monitoring
 }
 
 // Flags that take a value and flags that take none, as in Postfix's getopt
@@ -173,6 +177,15 @@ args:
 			continue
 		case arg == "--help":
 			inv.Mode = ModeHelp
+			continue
+		case arg == "--json":
+			inv.JSON = true
+			continue
+		case arg == "--delete":
+			inv.Mode = ModeDelete
+			continue
+		case arg == "--requeue":
+			inv.Mode = ModeRequeue
 			continue
 		case strings.HasPrefix(arg, "--"):
 			return usageErrorf("unknown option %s", quoteArg(arg))
@@ -457,6 +470,12 @@ func (inv *Invocation) check() error {
 	case ModeHelp, ModeIgnore:
 		// --help always helps; -bh and -bH do nothing, as with Postfix.
 		return nil
+	}
+	if inv.JSON && inv.Mode != ModeList {
+		return usageErrorf("--json can be used only to list the queue (mailq, -bp)")
+	}
+	if (inv.Mode == ModeDelete || inv.Mode == ModeRequeue) && len(inv.Recipients) == 0 {
+		return usageErrorf("--%s needs one or more queue ids, or ALL", inv.Mode)
 	}
 	if inv.ReadHeaders && inv.Mode != ModeSend {
 		return usageErrorf("-t can be used only in delivery mode")

@@ -16,18 +16,23 @@ import (
 	"net"
 	"net/mail"
 	"os"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"relaymail/internal/address"
 	"relaymail/internal/aliases"
+	"relaymail/internal/dsn"
 	"relaymail/internal/intake"
 	"relaymail/internal/maillog"
+	"relaymail/internal/queue"
 	"relaymail/internal/secret"
+	"relaymail/internal/spool"
 	"relaymail/internal/sysexits"
 	"relaymail/internal/transcript"
 )
@@ -108,12 +113,8 @@ func (p *process) main(args []string) error {
 		return nil
 	case ModeIgnore:
 		return nil
-	case ModeList:
-		return sysexits.Errorf(sysexits.Usage, "listing the queue (mailq, -bp) is not supported yet")
 	case ModeSMTP:
 		return sysexits.Errorf(sysexits.Usage, "SMTP on standard input (-bs) is not supported yet")
-	case ModeQueue:
-		return sysexits.Errorf(sysexits.Usage, "running the queue (-q) is not supported yet: relaymail has no queue yet and delivers at once")
 	case ModeDaemon:
 		return sysexits.Errorf(sysexits.Usage, "daemon mode (-bd) is not supported yet")
 	}
@@ -132,6 +133,12 @@ func (p *process) main(args []string) error {
 		return nil
 	case ModeVerify:
 		return p.verify(cfg, inv)
+	case ModeList:
+		return p.listQueue(cfg, inv)
+	case ModeQueue:
+		return p.runQueue(cfg, inv)
+	case ModeDelete, ModeRequeue:
+		return p.adminQueue(cfg, inv)
 	}
 	return p.send(cfg, inv)
 }
@@ -344,64 +351,209 @@ func smarthostAddr(cfg *Config) string {
 	return net.JoinHostPort(cfg.Smarthost.Host, strconv.Itoa(cfg.Smarthost.Port))
 }
 
-// send is sendmail's default mode: read the message, relay it, report.
-func (p *process) send(cfg *Config, inv Invocation) error {
-	start := p.now()
+// accepted is a message read from stdin, with its envelope.
+type accepted struct {
+	from   string
+	rcpts  []string
+	intake intake.Result
+}
+
+// accept reads the message from stdin into w and works out its envelope.
+// Errors carry their exit code; nothing has been sent or committed.
+func (p *process) accept(cfg *Config, inv Invocation, w io.Writer) (accepted, error) {
+	var a accepted
 	table, err := aliasTable(cfg)
 	if err != nil {
-		return err
+		return a, err
 	}
 	rs := &recipients{cfg: cfg, table: table, seen: map[string]bool{}}
 	for _, word := range inv.Recipients {
 		if err := rs.add(word, sysexits.Usage, "arguments"); err != nil {
-			return err
+			return a, err
 		}
 	}
-	from, err := p.sender(cfg, inv)
+	if a.from, err = p.sender(cfg, inv); err != nil {
+		return a, err
+	}
+	a.intake, err = intake.Copy(w, p.stdin, intake.Options{
+		IgnoreDots:        inv.IgnoreDots,
+		ExtractRecipients: inv.ReadHeaders,
+		Hostname:          cfg.Hostname,
+		From:              p.fromHeader(cfg, inv, a.from),
+		Now:               p.now,
+	})
+	if err != nil {
+		return a, err
+	}
+	for _, addr := range a.intake.Recipients {
+		if err := rs.add(addr, sysexits.DataErr, "message header"); err != nil {
+			return a, err
+		}
+	}
+	if len(rs.list) == 0 {
+		return a, sysexits.Errorf(sysexits.Usage, "no recipients: none on the command line and none in To, Cc or Bcc")
+	}
+	a.rcpts = rs.list
+	return a, nil
+}
+
+// deliveryMode is -od? when given, else the config's delivery.
+func deliveryMode(cfg *Config, inv Invocation) DeliveryMode {
+	switch inv.Delivery {
+	case 'i':
+		return DeliverInteractive
+	case 'b':
+		return DeliverBackground
+	case 'q':
+		return DeliverQueue
+	}
+	return cfg.Delivery
+}
+
+// send is sendmail's default mode: spool the message, then deliver it as
+// the delivery mode says. Once the spool commit succeeds the message is
+// safe, and every later trouble ends with it queued and exit 0.
+func (p *process) send(cfg *Config, inv Invocation) error {
+	if cfg.Queue.Dir == "" {
+		return p.sendDirect(cfg, inv)
+	}
+	sp, err := p.openSpool(cfg)
 	if err != nil {
 		return err
 	}
+	w, err := sp.Create()
+	if err != nil {
+		return err
+	}
+	defer w.Abort() // after Commit it does nothing
+	a, err := p.accept(cfg, inv, w)
+	if err != nil {
+		return err
+	}
+	env := &spool.Envelope{
+		From: a.from, Body: inv.Body, EightBit: a.intake.EightBit,
+		Return: inv.DSNReturn, EnvID: inv.EnvID, ErrorMode: string(inv.ErrorMode),
+		MessageID: a.intake.MessageID, NextAttempt: p.now(),
+		UID: os.Getuid(),
+	}
+	if u, err := p.currentUser(); err == nil {
+		env.User = u.Username
+	}
+	for _, r := range a.rcpts {
+		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r, State: spool.Pending, Notify: inv.DSNNotify})
+	}
+	if err := w.Commit(env); err != nil {
+		return err
+	}
 
-	// TODO(#4): the spool replaces this temporary file; the message is then
-	// durable before the relay is tried.
+	log := p.logger(inv)
+	defer log.Close()
+	switch deliveryMode(cfg, inv) {
+	case DeliverQueue:
+		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "delivery mode queue (-odq)"})
+		return nil
+	case DeliverBackground:
+		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "background delivery (-odb)"})
+		if err := p.background(cfg, "-qI"+env.ID); err != nil {
+			fmt.Fprintf(p.stderr, "%s: queued as %s; background delivery did not start (%v): the next queue run delivers it\n", p.name, env.ID, err)
+		}
+		return nil
+	}
+
+	opts, err := p.relayOptions(cfg, inv)
+	if err != nil {
+		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)
+		return nil
+	}
+	runner := p.runner(cfg, sp, opts, log)
+	// -oep, -oew and -oeq tell the caller through stderr and the exit code
+	// when every recipient is refused; -oem and -oee mail a bounce.
+	callerTold := inv.ErrorMode != 'm' && inv.ErrorMode != 'e'
+	out, err := runner.DeliverID(context.Background(), env.ID, callerTold)
+	if err != nil {
+		// The message is committed: it waits for the next queue run.
+		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)
+		return nil
+	}
+	if out.Bounced {
+		// The bounce is queued; deliver it now rather than at the next
+		// queue run, which a container without cron may never have.
+		p.background(cfg, "-q")
+	}
+	return p.tell(inv, opts.Addr, env.ID, out)
+}
+
+// tell says what an interactive delivery did: refused recipients, the
+// reason a message stays queued, and exit 67 or 69 when every recipient
+// was refused and no bounce will say so.
+func (p *process) tell(inv Invocation, relay, id string, out queue.Outcome) error {
+	quiet := inv.ErrorMode == 'q'
+	perm := 0
+	for _, r := range out.Results {
+		if r.Permanent() {
+			perm++
+			if !quiet {
+				fmt.Fprintf(p.stderr, "%s: %s refused <%s>: %s\n", p.name, relay, r.Rcpt, r.Reply)
+			}
+		}
+	}
+	if out.Pending > 0 && !quiet {
+		reason := "temporary failure"
+		if out.Err != nil {
+			reason = oneLine(out.Err.Error())
+		} else {
+			for _, r := range out.Results {
+				if !r.Sent() && !r.Permanent() {
+					reason = fmt.Sprintf("<%s>: %s", r.Rcpt, r.Reply)
+					break
+				}
+			}
+		}
+		fmt.Fprintf(p.stderr, "%s: queued as %s: %s; will retry\n", p.name, id, reason)
+		var re *relayError
+		if errors.As(out.Err, &re) && re.Hint != "" {
+			fmt.Fprintf(p.stderr, "%s: hint: %s\n", p.name, re.Hint)
+		}
+	}
+	if out.Bounced {
+		if !quiet {
+			fmt.Fprintf(p.stderr, "%s: %s: a bounce goes to the sender for %d refused recipient(s)\n", p.name, id, len(out.Failed))
+		}
+		return nil
+	}
+	if out.Told {
+		var re *relayError
+		if errors.As(out.Err, &re) && re.Perm {
+			return sysexits.Errorf(sysexits.Unavailable, "%s: %v", id, out.Err)
+		}
+		return sysexits.Errorf(sysexits.NoUser, "all %d recipients refused by %s", perm, relay)
+	}
+	return nil
+}
+
+// sendDirect delivers without a spool ([queue] dir = ""), for read-only
+// containers: the caller learns every failure from the exit code.
+func (p *process) sendDirect(cfg *Config, inv Invocation) error {
+	start := p.now()
 	f, err := os.CreateTemp("", "relaymail-*")
 	if err != nil {
 		return sysexits.Errorf(sysexits.CantCreat, "create temporary file: %v", err)
 	}
 	os.Remove(f.Name()) // anonymous: gone when we exit, however we exit
 	defer f.Close()
-
-	w := bufio.NewWriterSize(f, 64<<10)
-	res, err := intake.Copy(w, p.stdin, intake.Options{
-		IgnoreDots:        inv.IgnoreDots,
-		ExtractRecipients: inv.ReadHeaders,
-		Hostname:          cfg.Hostname,
-		From:              p.fromHeader(cfg, inv, from),
-		Now:               p.now,
-	})
+	bw := bufio.NewWriterSize(f, 64<<10)
+	a, err := p.accept(cfg, inv, bw)
 	if err != nil {
 		return err
 	}
-	if err := w.Flush(); err != nil {
+	if err := bw.Flush(); err != nil {
 		return sysexits.Errorf(sysexits.TempFail, "write temporary file: %v", err)
-	}
-	for _, a := range res.Recipients {
-		if err := rs.add(a, sysexits.DataErr, "message header"); err != nil {
-			return err
-		}
-	}
-	if len(rs.list) == 0 {
-		if inv.ReadHeaders {
-			return sysexits.Errorf(sysexits.Usage, "no recipients: none on the command line and none in To, Cc or Bcc")
-		}
-		return sysexits.Errorf(sysexits.Usage, "no recipients: give them as arguments, or use -t to read To, Cc and Bcc")
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return sysexits.Errorf(sysexits.IOErr, "rewind temporary file: %v", err)
 	}
-
 	env := envelope{
-		From: from, Rcpts: rs.list, Body: inv.Body, EightBit: res.EightBit, Size: res.Size,
+		From: a.from, Rcpts: a.rcpts, Body: inv.Body, EightBit: a.intake.EightBit, Size: a.intake.Size,
 		Notify: inv.DSNNotify, Return: inv.DSNReturn, EnvID: inv.EnvID,
 	}
 	opts, err := p.relayOptions(cfg, inv)
@@ -410,11 +562,9 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 	}
 	results, rerr := relay(context.Background(), opts, env, bufio.NewReaderSize(f, 64<<10))
 
-	log := maillog.New(maillog.Options{Syslog: true, Fallback: p.stderr, Echo: inv.Verbose > 0})
+	log := p.logger(inv)
 	defer log.Close()
-	uid := os.Getuid()
-	id := res.MessageID
-	logResults(log, maillog.Entry{ID: id, UID: uid, From: from, Relay: opts.Addr, Delay: p.now().Sub(start)}, results)
+	logResults(log, maillog.Entry{ID: a.intake.MessageID, UID: os.Getuid(), From: a.from, Relay: opts.Addr, Delay: p.now().Sub(start)}, results)
 
 	quiet := inv.ErrorMode == 'q'
 	if rerr != nil {
@@ -443,14 +593,17 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 	}
 	switch {
 	case temp > 0:
-		// TODO(#4): queue the message and exit 0 instead.
-		return sysexits.Errorf(sysexits.TempFail, "%d of %d recipients not delivered (temporary failure), %d delivered; the message was not kept", temp+perm, len(results), sent)
+		return sysexits.Errorf(sysexits.TempFail, "%d of %d recipients not delivered (temporary failure), %d delivered; no spool ([queue] dir = \"\"), so the message was not kept", temp+perm, len(results), sent)
 	case perm == len(results):
 		return sysexits.Errorf(sysexits.NoUser, "all %d recipients refused by %s", perm, opts.Addr)
 	case perm > 0:
 		return sysexits.Errorf(sysexits.NoUser, "%d of %d recipients refused by %s, %d delivered", perm, len(results), opts.Addr, sent)
 	}
 	return nil
+}
+
+func (p *process) logger(inv Invocation) *maillog.Logger {
+	return maillog.New(maillog.Options{Syslog: true, Fallback: p.stderr, Echo: inv.Verbose > 0})
 }
 
 // logResults writes one log line per outcome: recipients that share a
@@ -534,4 +687,277 @@ func (p *process) commandEnv() []string {
 		}
 	}
 	return []string{"PATH=" + path, "HOME=" + home}
+}
+
+// openSpool opens the spool directory of the config.
+func (p *process) openSpool(cfg *Config) (*spool.Spool, error) {
+	return spool.Open(spool.Options{Dir: cfg.Queue.Dir, Now: p.now})
+}
+
+// runner returns the delivery engine for the config's smarthost.
+func (p *process) runner(cfg *Config, sp *spool.Spool, opts relayOptions, log *maillog.Logger) *queue.Runner {
+	return queue.New(queue.Options{
+		Spool: sp,
+		Dial: func(ctx context.Context) (queue.Session, error) {
+			s, err := dial(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return &relaySession{s: s}, nil
+		},
+		Relay:  opts.Addr,
+		Log:    log,
+		Now:    p.now,
+		MaxAge: time.Duration(cfg.Queue.MaxAge),
+		Bounce: func(env *spool.Envelope, failed []spool.Recipient, original io.Reader) error {
+			return p.bounce(cfg, sp, env, failed, original, opts.Addr)
+		},
+	})
+}
+
+// relaySession lets the queue drive a relay session.
+type relaySession struct{ s *session }
+
+func (r *relaySession) Send(env *spool.Envelope, rcpts []string, body io.Reader) ([]queue.Result, error) {
+	e := envelope{
+		From: env.From, Rcpts: rcpts, Body: env.Body, EightBit: env.EightBit, Size: env.Size,
+		Return: env.Return, EnvID: env.EnvID,
+	}
+	for _, rc := range env.Recipients {
+		if rc.Addr == rcpts[0] {
+			e.Notify = rc.Notify
+		}
+	}
+	results, err := r.s.send(e, body)
+	out := make([]queue.Result, len(results))
+	for i, res := range results {
+		out[i] = queue.Result{Rcpt: res.Rcpt, Code: res.Code, Reply: res.Reply()}
+	}
+	return out, err
+}
+
+func (r *relaySession) Broken() bool { return r.s.broken }
+func (r *relaySession) Close()       { r.s.close() }
+
+// bounce queues a delivery status notification to the sender of env.
+func (p *process) bounce(cfg *Config, sp *spool.Spool, env *spool.Envelope, failed []spool.Recipient, original io.Reader, relayAddr string) error {
+	w, err := sp.Create()
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	recips := make([]dsn.Recipient, len(failed))
+	host, _, _ := net.SplitHostPort(relayAddr)
+	for i, f := range failed {
+		recips[i] = dsn.Recipient{Addr: f.Addr, ORcpt: f.ORcpt, Action: "failed", Code: f.Code, LastAttempt: f.Updated}
+		if f.Code != 0 {
+			// The recorded reply is "550 5.1.1 text": the DSN wants them apart.
+			text := strings.TrimPrefix(f.Reply, strconv.Itoa(f.Code)+" ")
+			if enh, rest, ok := splitEnhanced(text); ok {
+				recips[i].Status = fmt.Sprintf("%d.%d.%d", enh[0], enh[1], enh[2])
+				text = rest
+			}
+			recips[i].Reply = text
+			recips[i].RemoteMTA = host
+		} else {
+			recips[i].Reason = f.Reply
+		}
+	}
+	res, err := dsn.Write(w, original, recips, dsn.Options{
+		ReportingMTA:       cfg.Hostname,
+		From:               "MAILER-DAEMON@" + cfg.Domain,
+		To:                 env.From,
+		OriginalEnvelopeID: env.EnvID,
+		Arrival:            env.Created,
+		Now:                p.now,
+		Hostname:           cfg.Hostname,
+		Return:             env.Return,
+	})
+	if err != nil {
+		return err
+	}
+	return w.Commit(&spool.Envelope{
+		From:        "",
+		Recipients:  []spool.Recipient{{Addr: env.From, State: spool.Pending}},
+		EightBit:    res.EightBit,
+		MessageID:   res.MessageID,
+		NextAttempt: p.now(),
+		UID:         os.Getuid(),
+		User:        "MAILER-DAEMON",
+	})
+}
+
+// background starts a detached sendmail that runs the queue with args
+// (-qI<id> for one message), so the caller need not wait.
+func (p *process) background(cfg *Config, args ...string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	attr := &os.ProcAttr{
+		Files: []*os.File{devnull, devnull, devnull},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	}
+	proc, err := os.StartProcess(exe, append([]string{p.name, "-C", cfg.Path}, args...), attr)
+	if err != nil {
+		return err
+	}
+	return proc.Release()
+}
+
+// runQueue is sendmail -q: deliver what is queued, once, or every interval
+// with -q5m, or one message with -qI<id>.
+func (p *process) runQueue(cfg *Config, inv Invocation) error {
+	if cfg.Queue.Dir == "" {
+		return sysexits.Errorf(sysexits.Usage, "no queue: [queue] dir is empty in %s", cfg.Path)
+	}
+	sp, err := p.openSpool(cfg)
+	if err != nil {
+		return err
+	}
+	opts, err := p.relayOptions(cfg, inv)
+	if err != nil {
+		return err
+	}
+	log := p.logger(inv)
+	defer log.Close()
+	runner := p.runner(cfg, sp, opts, log)
+	ctx := context.Background()
+	if inv.QueueID != "" {
+		out, err := runner.DeliverID(ctx, inv.QueueID, false)
+		switch {
+		case errors.Is(err, queue.ErrBusy):
+			return nil // someone is delivering it right now
+		case errors.Is(err, spool.ErrNotFound):
+			return sysexits.Errorf(sysexits.NoInput, "no message %q in the queue", inv.QueueID)
+		case err != nil:
+			return sysexits.Errorf(sysexits.TempFail, "%s: %v", inv.QueueID, err)
+		}
+		if out.Pending > 0 && inv.Verbose > 0 {
+			fmt.Fprintf(p.stderr, "%s: %s still queued: %v\n", p.name, inv.QueueID, out.Err)
+		}
+		return nil
+	}
+	if inv.QueueInterval == 0 {
+		// What killed senders left half-written, once it is surely theirs.
+		sp.Cleanup(time.Minute)
+		_, err := runner.Run(ctx, true)
+		if err != nil {
+			return sysexits.Errorf(sysexits.TempFail, "%v", err)
+		}
+		return nil
+	}
+	return p.queueLoop(runner, sp, inv.QueueInterval)
+}
+
+// queueLoop runs the queue every interval until SIGTERM or SIGINT; SIGHUP
+// and SIGUSR1 start a run at once. A signal to stop waits for the message
+// in flight: stopping never loses one.
+func (p *process) queueLoop(runner *queue.Runner, sp *spool.Spool, interval time.Duration) error {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		for s := range sigs {
+			if s == syscall.SIGTERM || s == syscall.SIGINT {
+				stop()
+				return
+			}
+		}
+	}()
+	kick := make(chan os.Signal, 1)
+	signal.Notify(kick, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(kick)
+	force := true
+	for {
+		if _, err := runner.Run(ctx, force); err != nil {
+			fmt.Fprintf(p.stderr, "%s: %v\n", p.name, err)
+		}
+		sp.Cleanup(time.Minute)
+		force = false
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-kick:
+			force = true
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// listQueue is mailq: the queue in Postfix's layout, or JSON.
+func (p *process) listQueue(cfg *Config, inv Invocation) error {
+	if cfg.Queue.Dir == "" {
+		if !inv.JSON {
+			fmt.Fprintln(p.stdout, "Mail queue is empty (no spool: [queue] dir is empty)")
+		}
+		return nil
+	}
+	sp, err := p.openSpool(cfg)
+	if err != nil {
+		return err
+	}
+	envs, errs := sp.List()
+	for _, e := range errs {
+		fmt.Fprintf(p.stderr, "%s: %v\n", p.name, e)
+	}
+	if err := queue.WriteListing(p.stdout, envs, p.now(), inv.JSON); err != nil {
+		return sysexits.Errorf(sysexits.IOErr, "write listing: %v", err)
+	}
+	return nil
+}
+
+// adminQueue deletes or requeues messages by id (or ALL).
+func (p *process) adminQueue(cfg *Config, inv Invocation) error {
+	if cfg.Queue.Dir == "" {
+		return sysexits.Errorf(sysexits.Usage, "no queue: [queue] dir is empty in %s", cfg.Path)
+	}
+	sp, err := p.openSpool(cfg)
+	if err != nil {
+		return err
+	}
+	ids := inv.Recipients
+	if len(ids) == 1 && ids[0] == "ALL" {
+		envs, _ := sp.List()
+		ids = nil
+		for _, e := range envs {
+			ids = append(ids, e.ID)
+		}
+	}
+	var failed int
+	for _, id := range ids {
+		item, err := sp.Lock(id)
+		if err != nil {
+			fmt.Fprintf(p.stderr, "%s: %s: %v\n", p.name, id, err)
+			failed++
+			continue
+		}
+		if inv.Mode == ModeDelete {
+			err = item.Remove()
+		} else {
+			item.Env.NextAttempt = p.now()
+			err = item.Update()
+		}
+		item.Unlock()
+		if err != nil {
+			fmt.Fprintf(p.stderr, "%s: %s: %v\n", p.name, id, err)
+			failed++
+			continue
+		}
+		fmt.Fprintf(p.stdout, "%s: %sd\n", id, inv.Mode)
+	}
+	if failed > 0 {
+		return sysexits.Errorf(sysexits.TempFail, "%d of %d messages not %sd", failed, len(ids), inv.Mode)
+	}
+	return nil
 }

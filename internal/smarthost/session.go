@@ -255,6 +255,9 @@ func (ss *session) Data(r io.Reader) error {
 		w = io.MultiWriter(h, buf)
 	}
 	n, err := io.Copy(w, r)
+	if err == nil && s.opts.DataDelay > 0 {
+		time.Sleep(s.opts.DataDelay)
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -191,6 +191,10 @@ type Options struct {
 	// nil), for 50 MB messages and benchmarks.
 	HashOnly bool
 
+	// DataDelay is how long the server waits after the final dot before
+	// it replies: a slow relay, for concurrency tests and benchmarks.
+	DataDelay time.Duration
+
 	Faults []Fault
 	// Hostname is the greeting domain; default DefaultHostname.
 	Hostname string

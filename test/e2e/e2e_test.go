@@ -243,3 +243,7 @@ func header(data []byte, name string) string {
 	}
 	return ""
 }
+
+func execCommand(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).CombinedOutput()
+}

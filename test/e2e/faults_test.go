@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"relaymail/internal/smarthost"
 )
@@ -17,23 +18,23 @@ const simple = "Subject: hi\n\nbody\n"
 func TestNoSTARTTLSSendsNothing(t *testing.T) {
 	s := newSetup(t, smarthost.Options{NoStartTLS: true}, "", "")
 	o := s.run(simple, "-f", "a@example.com", "b@example.net")
-	wantCode(t, o, 75, "does not offer STARTTLS")
-	wantCode(t, o, 75, "hint:")
+	wantQueued(t, o, "does not offer STARTTLS")
+	wantQueued(t, o, "hint:")
 	s.nothingSent()
 }
 
 func TestUntrustedCertificateSendsNothing(t *testing.T) {
 	s := newSetup(t, smarthost.Options{BadCert: true}, "", "")
 	o := s.run(simple, "-f", "a@example.com", "b@example.net")
-	wantCode(t, o, 75, "certificate not trusted")
-	wantCode(t, o, 75, "hint: if the smarthost uses a private CA, set ca_file")
+	wantQueued(t, o, "certificate not trusted")
+	wantQueued(t, o, "hint: if the smarthost uses a private CA, set ca_file")
 	s.nothingSent()
 }
 
 func TestWrongCertificateNameSendsNothing(t *testing.T) {
 	s := newSetup(t, smarthost.Options{WrongName: true}, "", "")
 	o := s.run(simple, "-f", "a@example.com", "b@example.net")
-	wantCode(t, o, 75, "certificate name mismatch")
+	wantQueued(t, o, "certificate name mismatch")
 	s.nothingSent()
 }
 
@@ -47,7 +48,7 @@ func TestImplicitTLS(t *testing.T) {
 func TestImplicitTLSUntrustedSendsNothing(t *testing.T) {
 	s := newSetup(t, smarthost.Options{TLS: smarthost.ImplicitTLS, BadCert: true}, "", "")
 	o := s.run(simple, "-f", "a@example.com", "b@example.net")
-	wantCode(t, o, 75, "certificate not trusted")
+	wantQueued(t, o, "certificate not trusted")
 	s.nothingSent()
 }
 
@@ -86,8 +87,8 @@ func TestOAUTHBEARERTokenFromFile(t *testing.T) {
 func TestAuthFailure(t *testing.T) {
 	s := newSetup(t, smarthost.Options{Users: map[string]string{user: "another-password"}}, "", "")
 	o := s.run(simple, "-f", "a@example.com", "b@example.net")
-	wantCode(t, o, 75, "authentication failed: 535")
-	wantCode(t, o, 75, "hint: check username and password")
+	wantQueued(t, o, "authentication failed: 535")
+	wantQueued(t, o, "hint: check username and password")
 	if strings.Contains(o.stderr, password) {
 		t.Errorf("stderr shows the password: %s", o.stderr)
 	}
@@ -101,8 +102,14 @@ func TestOneRecipientRefused(t *testing.T) {
 		{Stage: smarthost.Rcpt, Match: "nobody@example.net", Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "user unknown"},
 	}}, "", "")
 	o := s.run(simple, "-f", "a@example.com", "good@example.net", "nobody@example.net")
-	wantCode(t, o, 67, "refused <nobody@example.net>: 550 5.1.1 user unknown")
-	wantEnvelope(t, s.one(), "a@example.com", "good@example.net")
+	wantCode(t, o, 0, "refused <nobody@example.net>: 550 5.1.1 user unknown")
+	wantCode(t, o, 0, "a bounce goes to the sender")
+	msgs, err := s.srv.WaitMessages(1, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// msgs[1], when it has arrived, is the bounce of the background run.
+	wantEnvelope(t, msgs[0], "a@example.com", "good@example.net")
 }
 
 func TestAllRecipientsRefused(t *testing.T) {
@@ -120,7 +127,7 @@ func TestTemporaryFailures(t *testing.T) {
 		fault smarthost.Fault
 		want  string
 	}{
-		{"451 on RCPT", smarthost.Fault{Stage: smarthost.Rcpt, Code: 451, Text: "greylisted"}, "deferred <b@example.net>: 451"},
+		{"451 on RCPT", smarthost.Fault{Stage: smarthost.Rcpt, Code: 451, Text: "greylisted"}, "<b@example.net>: 451"},
 		{"421 on MAIL", smarthost.Fault{Stage: smarthost.Mail, Code: 421, Text: "too busy"}, "421"},
 		{"drop after DATA", smarthost.Fault{Stage: smarthost.DataEnd, Drop: true}, "connection lost"},
 		{"452 after DATA", smarthost.Fault{Stage: smarthost.DataEnd, Code: 452, Text: "disk full"}, "452"},
@@ -130,7 +137,7 @@ func TestTemporaryFailures(t *testing.T) {
 			t.Parallel()
 			s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{tt.fault}}, "", "")
 			o := s.run(simple, "-f", "a@example.com", "b@example.net")
-			wantCode(t, o, 75, tt.want)
+			wantQueued(t, o, tt.want)
 			if msgs := s.srv.Messages(); len(msgs) != 0 {
 				t.Errorf("%d messages recorded", len(msgs))
 			}
@@ -151,7 +158,7 @@ func TestConnectionRefused(t *testing.T) {
 	conf := strings.Replace(string(b), "port = ", "port = "+strconv.Itoa(port)+" # was ", 1)
 	os.WriteFile(s.conf, []byte(conf), 0o600)
 	o := s.run(simple, "-f", "a@example.com", "b@example.net")
-	wantCode(t, o, 75, "connect")
+	wantQueued(t, o, "connect")
 }
 
 func TestRefusedArguments(t *testing.T) {
@@ -169,8 +176,6 @@ func TestRefusedArguments(t *testing.T) {
 		{"no recipients with -t", []string{"-t", "-f", "a@example.com"}, 64, "no recipients"},
 		{"bad recipient syntax", []string{"-f", "a@example.com", "b@@example.net"}, 64, "b@@example.net"},
 		{"-bs not supported yet", []string{"-bs"}, 64, "not supported yet"},
-		{"-bp not supported yet", []string{"-bp"}, 64, "not supported yet"},
-		{"-q not supported yet", []string{"-q"}, 64, "not supported yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,4 +250,26 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v printed %q, want the version", args, o.stdout)
 		}
 	}
+}
+
+// wantQueued checks that a send with temporary trouble kept the message:
+// exit 0 and one stderr line saying it is queued and why.
+func wantQueued(t *testing.T, o outcome, fragment string) {
+	t.Helper()
+	wantCode(t, o, 0, fragment)
+	if !strings.Contains(o.stderr, "queued as ") {
+		t.Errorf("stderr = %q, want it to say the message is queued", o.stderr)
+	}
+}
+
+// TestDirectModeTempFail: without a spool ([queue] dir = ""), a relay
+// failure must reach the caller as exit 75.
+func TestDirectModeTempFail(t *testing.T) {
+	s := newSetup(t, smarthost.Options{NoStartTLS: true}, "", "")
+	b, _ := os.ReadFile(s.conf)
+	conf := strings.Replace(string(b), "[queue]\ndir = ", "[queue]\ndir = \"\"\n# was ", 1)
+	os.WriteFile(s.conf, []byte(conf), 0o600)
+	o := s.run(simple, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 75, "does not offer STARTTLS")
+	s.nothingSent()
 }

@@ -1,0 +1,298 @@
+package dsn
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+
+	"relaymail/internal/sysexits"
+)
+
+// maxNamePeek bounds how far into a line we look for the colon of a
+// header field, as in package intake.
+const maxNamePeek = 1000
+
+// errTooBig stops measuring an original larger than Options.MaxFull.
+var errTooBig = errors.New("original larger than the limit")
+
+// attachment says what the third part of the report holds.
+type attachment struct {
+	full     bool // the whole original, as message/rfc822; else its header
+	tooBig   bool // FULL was asked for, but the original is over MaxFull
+	eightBit bool // the copy may hold 8-bit bytes: label it 8bit
+}
+
+// measure decides what to attach. With an io.Seeker it reads original
+// (only its header, unless full) through the same copier that will write
+// it, so the 8bit label and the size are those of the copy, then seeks
+// back. Other readers cannot be read twice: their header is labelled 8bit
+// (RFC 2045 6.2: 8bit data may, not must, hold 8-bit bytes) and FULL is
+// refused for want of a size.
+func measure(original io.Reader, full bool, maxFull int64) (attachment, error) {
+	s, ok := original.(io.Seeker)
+	if !ok {
+		return attachment{eightBit: true}, nil
+	}
+	start, err := s.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return attachment{}, sysexits.Errorf(sysexits.IOErr, "bounce: seek original message: %w", err)
+	}
+	c := newCopier(original, io.Discard)
+	more, err := c.header()
+	if err != nil {
+		return attachment{}, err
+	}
+	att := attachment{eightBit: c.eightBit}
+	if full {
+		c.limit = maxFull
+		err := c.write(nil) // the header alone may be over the limit
+		if err == nil && more {
+			err = c.body()
+		}
+		switch {
+		case err == errTooBig:
+			att.tooBig = true
+		case err != nil:
+			return attachment{}, err
+		default:
+			att.full = true
+			att.eightBit = c.eightBit
+		}
+	}
+	if _, err := s.Seek(start, io.SeekStart); err != nil {
+		return attachment{}, sysexits.Errorf(sysexits.IOErr, "bounce: seek original message: %w", err)
+	}
+	return att, nil
+}
+
+// copier copies a message line by line, normalising line endings to CRLF
+// and cutting lines at 998 bytes. It holds no more than its read buffer.
+type copier struct {
+	br       *bufio.Reader
+	w        io.Writer
+	n        int64 // bytes written
+	limit    int64 // with limit >= 0, writing more than limit bytes fails with errTooBig
+	eightBit bool  // a byte >= 0x80 was written
+}
+
+func newCopier(r io.Reader, w io.Writer) *copier {
+	return &copier{br: bufio.NewReaderSize(r, bufSize), w: w, limit: -1}
+}
+
+var crlf = []byte("\r\n")
+
+func (c *copier) write(p []byte) error {
+	if !c.eightBit {
+		c.eightBit = has8bit(p)
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil {
+		return writeErr(err)
+	}
+	if c.limit >= 0 && c.n > c.limit {
+		return errTooBig
+	}
+	return nil
+}
+
+// header copies the header: its field and continuation lines, not the
+// empty line after it. more reports that a body follows, the empty line
+// having been consumed or the line that starts the body not.
+func (c *copier) header() (more bool, err error) {
+	haveField := false
+	for {
+		kind, err := c.headerLine(haveField)
+		if err != nil {
+			return false, err
+		}
+		switch kind {
+		case lineEOF:
+			return false, nil
+		case lineEmpty:
+			if _, _, err := c.piece(); err != nil {
+				return false, readErr(err)
+			}
+			return true, nil
+		case lineBody:
+			return true, nil
+		}
+		haveField = true
+		if _, err := c.line(true); err != nil {
+			return false, err
+		}
+	}
+}
+
+// body writes the empty line that ends the header, then copies the rest
+// of the input. Call it after header reported more.
+func (c *copier) body() error {
+	if err := c.write(crlf); err != nil {
+		return err
+	}
+	for {
+		eof, err := c.line(false)
+		if err != nil || eof {
+			return err
+		}
+	}
+}
+
+// line copies the current line with a CRLF ending. A line longer than 998
+// bytes is cut; with fold the rest continues after a space, so a header
+// field stays one field (RFC 5322 2.2.3). eof reports that the input
+// ended: at the start of the line (nothing was written) or within it.
+func (c *copier) line(fold bool) (eof bool, err error) {
+	started := false
+	n := 0 // bytes on the output line
+	for {
+		data, eol, err := c.piece()
+		if err == io.EOF {
+			if started {
+				return true, c.write(crlf)
+			}
+			return true, nil
+		}
+		if err != nil {
+			return false, readErr(err)
+		}
+		started = true
+		for n+len(data) > hardLine {
+			cut := hardLine - n
+			if err := c.write(data[:cut]); err != nil {
+				return false, err
+			}
+			if err := c.write(crlf); err != nil {
+				return false, err
+			}
+			n = 0
+			if fold {
+				if err := c.write([]byte{' '}); err != nil {
+					return false, err
+				}
+				n = 1
+			}
+			data = data[cut:]
+		}
+		if err := c.write(data); err != nil {
+			return false, err
+		}
+		n += len(data)
+		if eol {
+			return false, c.write(crlf)
+		}
+	}
+}
+
+// piece returns the next piece of the current line, without its line
+// ending, and whether the piece ends the line. A piece is valid until the
+// next read. At the end of input it returns io.EOF and no data. Pieces are
+// cut where the read buffer ends, so a long line never sits in memory.
+// LF, CRLF and a bare CR each end a line. (The same as intake's.)
+func (c *copier) piece() ([]byte, bool, error) {
+	if c.br.Buffered() == 0 {
+		if _, err := c.br.Peek(1); err != nil {
+			return nil, false, err
+		}
+	}
+	buf, _ := c.br.Peek(c.br.Buffered())
+	end := len(buf)
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		end = i
+	}
+	cr := bytes.IndexByte(buf[:end], '\r')
+	switch {
+	case cr < 0 && end == len(buf):
+		c.br.Discard(end)
+		return buf, false, nil
+	case cr < 0:
+		c.br.Discard(end + 1)
+		return buf[:end], true, nil
+	case cr+1 < len(buf):
+		if buf[cr+1] == '\n' {
+			c.br.Discard(cr + 2)
+		} else {
+			c.br.Discard(cr + 1)
+		}
+		return buf[:cr], true, nil
+	case cr > 0:
+		// The CR is the last buffered byte: hand out what precedes it and
+		// decide about the CR once the next byte is in.
+		c.br.Discard(cr)
+		return buf[:cr], false, nil
+	}
+	p, err := c.br.Peek(2)
+	switch {
+	case len(p) == 2 && p[1] == '\n':
+		c.br.Discard(2)
+	case len(p) == 2 || err == io.EOF:
+		c.br.Discard(1)
+	default:
+		return nil, false, err
+	}
+	return nil, true, nil
+}
+
+type lineKind int
+
+const (
+	lineEOF lineKind = iota
+	lineEmpty
+	lineField
+	lineContinuation
+	lineBody
+)
+
+// classify decides what a line starting with p is. It returns ok == false
+// when p ends before the decision (all of p is a possible field name).
+func classify(p []byte, haveField bool) (kind lineKind, ok bool) {
+	switch p[0] {
+	case '\r', '\n':
+		return lineEmpty, true
+	case ' ', '\t':
+		if haveField {
+			return lineContinuation, true
+		}
+		return lineBody, true // a header cannot start with a continuation
+	}
+	i := 0
+	for i < len(p) && p[i] >= '!' && p[i] <= '~' && p[i] != ':' { // RFC 5322 2.2 ftext
+		i++
+	}
+	if i == 0 {
+		return lineBody, true
+	}
+	for i < len(p) && (p[i] == ' ' || p[i] == '\t') {
+		i++
+	}
+	switch {
+	case i == len(p):
+		return 0, false
+	case p[i] == ':':
+		return lineField, true
+	}
+	return lineBody, true
+}
+
+// headerLine classifies the line at the current position of the header.
+// It peeks no further than the line needs.
+func (c *copier) headerLine(haveField bool) (lineKind, error) {
+	n := min(max(c.br.Buffered(), 1), maxNamePeek)
+	for {
+		p, err := c.br.Peek(n)
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			return 0, readErr(err)
+		}
+		if len(p) == 0 {
+			return lineEOF, nil
+		}
+		if kind, ok := classify(p, haveField); ok {
+			return kind, nil
+		}
+		if err == io.EOF || len(p) >= maxNamePeek {
+			return lineBody, nil
+		}
+		n = min(max(c.br.Buffered(), len(p)+1), maxNamePeek)
+	}
+}

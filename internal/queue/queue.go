@@ -1,0 +1,401 @@
+// Package queue is the delivery engine: it takes messages from the spool,
+// hands them to the smarthost over as few sessions as it can, records each
+// recipient's outcome in the spool, retries with backoff, expires old
+// messages and has failures bounced.
+//
+// One engine serves every way out: the interactive send (DeliverID right
+// after the spool commit), background delivery, sendmail -q and -q5m.
+//
+// # Outcomes
+//
+//   - 2xx: the recipient is sent and never sent again.
+//   - 4xx, no reply, a broken connection: the recipient stays pending; the
+//     message's next attempt moves out by Backoff.
+//   - 5xx, or pending past MaxAge: the recipient is failed and bounced to
+//     the envelope sender. The bounce is queued before the failure is
+//     recorded, so a crash between the two gives two bounces, never none.
+//   - A message with no pending recipient leaves the queue, except a
+//     failed message from the null sender, which cannot be bounced and is
+//     kept in the spool's failed area for the operator.
+//
+// # Crash window
+//
+// A process killed after the smarthost's final 250 and before the envelope
+// update delivers that message again on the next run: RFC 5321 6.1 prefers
+// a duplicate to a loss. The window is one envelope write.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"relaymail/internal/maillog"
+	"relaymail/internal/spool"
+)
+
+// Result is the fate of one recipient in one attempt.
+type Result struct {
+	Rcpt  string
+	Code  int    // SMTP reply code; 0 when no reply came (network trouble)
+	Reply string // the reply or our reason, one line
+}
+
+// Sent reports a 2xx: the smarthost took the recipient.
+func (r Result) Sent() bool { return r.Code/100 == 2 }
+
+// Permanent reports a 5xx refusal.
+func (r Result) Permanent() bool { return r.Code/100 == 5 }
+
+// Session carries messages to the smarthost.
+type Session interface {
+	// Send delivers one message to rcpts, giving one result per recipient
+	// in order. An error says the message failed as a whole; the results
+	// then all carry that failure.
+	Send(env *spool.Envelope, rcpts []string, body io.Reader) ([]Result, error)
+	// Broken reports that the session cannot carry another message.
+	Broken() bool
+	Close()
+}
+
+// Options configure a Runner.
+type Options struct {
+	Spool *spool.Spool
+	// Dial opens a session. Its error (connect, TLS, AUTH) defers every
+	// message it was opened for.
+	Dial  func(ctx context.Context) (Session, error)
+	Relay string // host:port, for the log
+	Log   *maillog.Logger
+	Now   func() time.Time
+	// MaxAge is how long a recipient may stay pending before it fails.
+	// Default 5 days.
+	MaxAge time.Duration
+	// Backoff gives the wait after the n-th failed attempt (n >= 1).
+	// Default: 1m, 2m, 4m, ... capped at 1h.
+	Backoff func(n int) time.Duration
+	// Bounce queues a delivery status notification for failed, whose
+	// original message is original. nil: failures are not bounced.
+	Bounce func(env *spool.Envelope, failed []spool.Recipient, original io.Reader) error
+}
+
+// Runner delivers queued messages.
+type Runner struct {
+	o Options
+}
+
+// New returns a Runner with defaults filled in.
+func New(o Options) *Runner {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = 5 * 24 * time.Hour
+	}
+	if o.Backoff == nil {
+		o.Backoff = DefaultBackoff
+	}
+	return &Runner{o: o}
+}
+
+// DefaultBackoff doubles from one minute up to one hour.
+func DefaultBackoff(n int) time.Duration {
+	d := time.Minute
+	for i := 1; i < n && d < time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, time.Hour)
+}
+
+// Outcome is what one attempt did to one message.
+type Outcome struct {
+	ID string
+	// Results of this attempt, one per recipient that was pending.
+	Results []Result
+	// Failed lists recipients that failed in this attempt (5xx or expiry).
+	Failed []spool.Recipient
+	// Pending counts recipients left for a later attempt.
+	Pending int
+	// Err is the session or message-wide failure, if any.
+	Err error
+	// Bounced reports that a bounce was queued for Failed.
+	Bounced bool
+	// Told reports that every recipient failed and, as asked, no bounce was
+	// queued: the caller must tell the sender.
+	Told bool
+}
+
+// ErrBusy means another process is delivering the message right now.
+var ErrBusy = errors.New("message is being delivered by another process")
+
+// DeliverID attempts one message now. With callerTold, a message whose
+// every recipient fails is not bounced: the caller tells the sender itself
+// (sendmail -oep exits 67). Partial failures are always bounced.
+// It returns ErrBusy when another process holds the message and
+// spool.ErrNotFound when it is gone.
+func (r *Runner) DeliverID(ctx context.Context, id string, callerTold bool) (Outcome, error) {
+	item, err := r.o.Spool.Lock(id)
+	if err != nil {
+		if errors.Is(err, spool.ErrLocked) {
+			return Outcome{ID: id}, ErrBusy
+		}
+		return Outcome{ID: id}, err
+	}
+	defer item.Unlock()
+	if len(item.Env.Pending()) == 0 {
+		return Outcome{ID: id}, r.finish(item, Outcome{ID: id})
+	}
+	sess, dialErr := r.o.Dial(ctx)
+	if sess != nil {
+		defer sess.Close()
+	}
+	return r.deliver(item, sess, dialErr, callerTold)
+}
+
+// Stats counts what a queue run did.
+type Stats struct {
+	Due       int // messages due at the start
+	Attempted int
+	Delivered int // left the queue with every recipient sent
+	Deferred  int // still pending
+	Bounced   int // some recipient failed this run
+	Busy      int // held by another process
+}
+
+// Run attempts every due message (every message with force), oldest
+// first, over one session that is redialled when it breaks. Bounces queued
+// during the run are sent in a second pass of the same run. It stops
+// between messages when ctx is done. Errors of single messages are logged
+// and counted, not returned; the error is for a spool that cannot be read.
+func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
+	var st Stats
+	var sess Session
+	var dialErr error
+	defer func() {
+		if sess != nil {
+			sess.Close()
+		}
+	}()
+	seen := map[string]bool{}
+	for pass := 0; pass < 2; pass++ {
+		envs, errs := r.o.Spool.List()
+		if len(envs) == 0 && len(errs) > 0 {
+			return st, fmt.Errorf("read queue: %w", errors.Join(errs...))
+		}
+		bounced := st.Bounced
+		now := r.o.Now()
+		for _, env := range envs {
+			if ctx.Err() != nil {
+				return st, nil
+			}
+			if seen[env.ID] || !force && env.NextAttempt.After(now) {
+				continue
+			}
+			seen[env.ID] = true
+			st.Due++
+			item, err := r.o.Spool.Lock(env.ID)
+			if err != nil {
+				if errors.Is(err, spool.ErrLocked) {
+					st.Busy++
+				}
+				continue // gone meanwhile, or unreadable: List reported it
+			}
+			if len(item.Env.Pending()) == 0 {
+				r.finish(item, Outcome{ID: env.ID})
+				item.Unlock()
+				continue
+			}
+			if dialErr == nil && (sess == nil || sess.Broken()) {
+				if sess != nil {
+					sess.Close()
+					sess = nil
+				}
+				// A dial failure is kept for the rest of this run: every
+				// due message is deferred (and may expire) without a new
+				// connection attempt each.
+				sess, dialErr = r.o.Dial(ctx)
+			}
+			out, _ := r.deliver(item, sess, dialErr, false)
+			item.Unlock()
+			st.Attempted++
+			switch {
+			case len(out.Failed) > 0:
+				st.Bounced++
+			case out.Pending > 0:
+				st.Deferred++
+			default:
+				st.Delivered++
+			}
+		}
+		if st.Bounced == bounced || dialErr != nil {
+			break
+		}
+	}
+	return st, nil
+}
+
+// deliver makes one attempt on a locked message and records the outcome.
+func (r *Runner) deliver(item *spool.Item, sess Session, sessErr error, callerTold bool) (Outcome, error) {
+	env := item.Env
+	out := Outcome{ID: env.ID}
+	pending := env.Pending()
+	rcpts := make([]string, len(pending))
+	for k, i := range pending {
+		rcpts[k] = env.Recipients[i].Addr
+	}
+	start := r.o.Now()
+	var results []Result
+	if sessErr == nil && sess == nil {
+		sessErr = errors.New("no session")
+	}
+	if sessErr != nil {
+		out.Err = sessErr
+		results = make([]Result, len(rcpts))
+		for k, rcpt := range rcpts {
+			results[k] = Result{Rcpt: rcpt, Reply: oneLine(sessErr.Error())}
+		}
+	} else {
+		body, err := item.Open()
+		if err != nil {
+			return out, fmt.Errorf("open queued message %s: %w", env.ID, err)
+		}
+		results, out.Err = sess.Send(env, rcpts, body)
+		body.Close()
+		if len(results) != len(rcpts) {
+			return out, fmt.Errorf("session gave %d results for %d recipients", len(results), len(rcpts))
+		}
+	}
+	out.Results = results
+
+	now := r.o.Now()
+	env.Attempts++
+	env.LastError = ""
+	if out.Err != nil {
+		env.LastError = oneLine(out.Err.Error())
+	}
+	var failed []int
+	for k, i := range pending {
+		rc := &env.Recipients[i]
+		res := results[k]
+		rc.Code, rc.Reply, rc.Updated = res.Code, res.Reply, now
+		switch {
+		case res.Sent():
+			rc.State = spool.Sent
+		case res.Permanent():
+			rc.State = spool.Failed
+			failed = append(failed, i)
+		}
+	}
+	if now.Sub(env.Created) >= r.o.MaxAge {
+		for _, i := range pending {
+			rc := &env.Recipients[i]
+			if rc.State == spool.Pending {
+				rc.State = spool.Failed
+				rc.Reply = fmt.Sprintf("expired after %s in the queue; last reply: %s", age(r.o.MaxAge), rc.Reply)
+				failed = append(failed, i)
+			}
+		}
+	}
+	for _, i := range failed {
+		out.Failed = append(out.Failed, env.Recipients[i])
+	}
+
+	allFailed := len(failed) == len(env.Recipients)
+	if callerTold && allFailed {
+		out.Told = true
+	} else if len(failed) > 0 && env.From != "" && r.o.Bounce != nil {
+		if err := r.bounce(item, out.Failed); err != nil {
+			// Without its bounce a failure would go unnoticed: keep the
+			// recipients pending, so the bounce is tried again next run.
+			r.logf(env, "bounce not queued: %v; will retry", err)
+			for _, i := range failed {
+				env.Recipients[i].State = spool.Pending
+			}
+			out.Failed = nil
+		} else {
+			out.Bounced = true
+		}
+	}
+	out.Pending = len(env.Pending())
+	if out.Pending > 0 {
+		env.NextAttempt = now.Add(r.o.Backoff(env.Attempts))
+	}
+	r.logResults(env, results, now.Sub(start), now.Sub(env.Created))
+	return out, r.finish(item, out)
+}
+
+func (r *Runner) bounce(item *spool.Item, failed []spool.Recipient) error {
+	body, err := item.Open()
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	return r.o.Bounce(item.Env, failed, body)
+}
+
+// finish writes the envelope back, or removes a message that is done.
+func (r *Runner) finish(item *spool.Item, out Outcome) error {
+	env := item.Env
+	if len(env.Pending()) > 0 {
+		return item.Update()
+	}
+	for _, rc := range env.Recipients {
+		if rc.State == spool.Failed && env.From == "" && !out.Told {
+			// A bounce that bounced: nobody to tell. Keep it.
+			r.logf(env, "undeliverable message from <>: moved to the failed area")
+			return item.Fail()
+		}
+	}
+	return item.Remove()
+}
+
+// logResults writes one line per outcome; recipients sharing a status and
+// reply share a line.
+func (r *Runner) logResults(env *spool.Envelope, results []Result, delay, age time.Duration) {
+	if r.o.Log == nil {
+		return
+	}
+	type key struct{ status, reply string }
+	var order []key
+	groups := map[key][]string{}
+	for _, res := range results {
+		status := "deferred"
+		if res.Sent() {
+			status = "sent"
+		} else if res.Permanent() {
+			status = "bounced"
+		}
+		for _, rc := range env.Recipients {
+			if rc.Addr == res.Rcpt && rc.State == spool.Failed && !res.Permanent() {
+				status = "expired"
+			}
+		}
+		k := key{status, res.Reply}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], res.Rcpt)
+	}
+	for _, k := range order {
+		r.o.Log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: groups[k],
+			Relay: r.o.Relay, Delay: age, Status: k.status, Reply: k.reply})
+	}
+}
+
+func (r *Runner) logf(env *spool.Envelope, format string, args ...any) {
+	if r.o.Log == nil {
+		return
+	}
+	r.o.Log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, Status: "error", Reply: fmt.Sprintf(format, args...)})
+}
+
+func age(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

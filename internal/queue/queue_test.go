@@ -1,0 +1,234 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"relaymail/internal/spool"
+)
+
+// fakeSession answers from a table: reply code per recipient address; a
+// missing address gets 250. It records every message it was handed.
+type fakeSession struct {
+	mu      sync.Mutex
+	codes   map[string]int
+	err     error // message-wide failure
+	sent    []string
+	bodies  []string
+	broken  bool
+	dialErr error
+}
+
+func (f *fakeSession) Send(env *spool.Envelope, rcpts []string, body io.Reader) ([]Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, _ := io.ReadAll(body)
+	out := make([]Result, len(rcpts))
+	for i, r := range rcpts {
+		out[i] = Result{Rcpt: r}
+		if f.err != nil {
+			out[i].Reply = f.err.Error()
+			continue
+		}
+		code, ok := f.codes[r]
+		if !ok {
+			code = 250
+		}
+		out[i].Code = code
+		out[i].Reply = fmt.Sprintf("%d reply for %s", code, r)
+		if code/100 == 2 {
+			f.sent = append(f.sent, r)
+			f.bodies = append(f.bodies, string(b))
+		}
+	}
+	return out, f.err
+}
+func (f *fakeSession) Broken() bool { return f.broken }
+func (f *fakeSession) Close()       {}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newRunner(t *testing.T, fs *fakeSession, c *clock, bounces *[]string) (*Runner, *spool.Spool) {
+	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(Options{
+		Spool: sp,
+		Dial: func(context.Context) (Session, error) {
+			if fs.dialErr != nil {
+				return nil, fs.dialErr
+			}
+			return fs, nil
+		},
+		Now:    c.now,
+		MaxAge: time.Hour,
+		Bounce: func(env *spool.Envelope, failed []spool.Recipient, original io.Reader) error {
+			for _, f := range failed {
+				*bounces = append(*bounces, env.From+" "+f.Addr)
+			}
+			return nil
+		},
+	})
+	return r, sp
+}
+
+func enqueue(t *testing.T, sp *spool.Spool, c *clock, from string, rcpts ...string) string {
+	t.Helper()
+	w, err := sp.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Subject: test\r\n\r\nbody of "+strings.Join(rcpts, ",")+"\r\n")
+	env := &spool.Envelope{From: from, NextAttempt: c.now()}
+	for _, r := range rcpts {
+		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r, State: spool.Pending})
+	}
+	if err := w.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	return env.ID
+}
+
+func TestRunOutcomes(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	fs := &fakeSession{codes: map[string]int{"temp@x": 451, "perm@x": 550}}
+	var bounces []string
+	r, sp := newRunner(t, fs, c, &bounces)
+	id := enqueue(t, sp, c, "s@x", "ok@x", "temp@x", "perm@x")
+
+	st, err := r.Run(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Attempted != 1 || st.Bounced != 1 {
+		t.Errorf("stats = %+v, want 1 attempted, 1 bounced", st)
+	}
+	if strings.Join(fs.sent, " ") != "ok@x" {
+		t.Errorf("sent = %q, want ok@x", fs.sent)
+	}
+	if strings.Join(bounces, ";") != "s@x perm@x" {
+		t.Errorf("bounces = %q, want one for perm@x", bounces)
+	}
+	env, err := sp.Find(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]spool.State{}
+	for _, rc := range env.Recipients {
+		states[rc.Addr] = rc.State
+	}
+	if states["ok@x"] != spool.Sent || states["temp@x"] != spool.Pending || states["perm@x"] != spool.Failed {
+		t.Errorf("states = %v", states)
+	}
+	if want := c.t.Add(time.Minute); !env.NextAttempt.Equal(want) {
+		t.Errorf("next attempt = %v, want %v (1m backoff)", env.NextAttempt, want)
+	}
+
+	// Not due yet: nothing happens.
+	r.Run(context.Background(), false)
+	if len(fs.sent) != 1 {
+		t.Errorf("a run before the next attempt sent %q", fs.sent)
+	}
+	// Due, and the relay now accepts: only temp@x is sent, and the
+	// message leaves the queue.
+	c.t = c.t.Add(2 * time.Minute)
+	delete(fs.codes, "temp@x")
+	r.Run(context.Background(), false)
+	if strings.Join(fs.sent, " ") != "ok@x temp@x" {
+		t.Errorf("sent = %q, want ok@x then temp@x only", fs.sent)
+	}
+	if _, err := sp.Find(id); !errors.Is(err, spool.ErrNotFound) {
+		t.Errorf("Find after delivery: %v, want ErrNotFound", err)
+	}
+}
+
+func TestDialFailureDefersAndExpires(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	fs := &fakeSession{dialErr: errors.New("connection refused")}
+	var bounces []string
+	r, sp := newRunner(t, fs, c, &bounces)
+	id := enqueue(t, sp, c, "s@x", "a@x")
+	enqueue(t, sp, c, "", "b@x") // null sender: expires without a bounce
+
+	r.Run(context.Background(), true)
+	env, _ := sp.Find(id)
+	if env.Attempts != 1 || env.LastError != "connection refused" || env.Recipients[0].State != spool.Pending {
+		t.Errorf("after a failed dial: %+v", env)
+	}
+	for n, want := range []time.Duration{2 * time.Minute, 4 * time.Minute} {
+		r.Run(context.Background(), true)
+		env, _ = sp.Find(id)
+		if got := env.NextAttempt.Sub(c.t); got != want {
+			t.Errorf("backoff after attempt %d = %v, want %v", n+2, got, want)
+		}
+	}
+
+	c.t = c.t.Add(2 * time.Hour) // past MaxAge
+	r.Run(context.Background(), true)
+	if strings.Join(bounces, ";") != "s@x a@x" {
+		t.Errorf("bounces = %q, want one for a@x", bounces)
+	}
+	if _, err := sp.Find(id); !errors.Is(err, spool.ErrNotFound) {
+		t.Errorf("expired and bounced message still queued: %v", err)
+	}
+	envs, _ := sp.List()
+	if len(envs) != 0 {
+		t.Errorf("queue holds %d messages, want 0 (the null-sender one moves to failed/)", len(envs))
+	}
+}
+
+func TestBounceFailureKeepsRecipientPending(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	fs := &fakeSession{codes: map[string]int{"perm@x": 550}}
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(Options{Spool: sp, Now: c.now,
+		Dial:   func(context.Context) (Session, error) { return fs, nil },
+		Bounce: func(*spool.Envelope, []spool.Recipient, io.Reader) error { return errors.New("disk full") },
+	})
+	id := enqueue(t, sp, c, "s@x", "perm@x")
+	r.Run(context.Background(), true)
+	env, err := sp.Find(id)
+	if err != nil {
+		t.Fatalf("message gone although its bounce could not be queued: %v", err)
+	}
+	if env.Recipients[0].State != spool.Pending {
+		t.Errorf("state = %s, want pending until the bounce is queued", env.Recipients[0].State)
+	}
+}
+
+func TestCallerToldSkipsBounce(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	fs := &fakeSession{codes: map[string]int{"a@x": 550, "b@x": 550}}
+	var bounces []string
+	r, sp := newRunner(t, fs, c, &bounces)
+	id := enqueue(t, sp, c, "s@x", "a@x", "b@x")
+	out, err := r.DeliverID(context.Background(), id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Told || out.Bounced || len(bounces) != 0 || len(out.Failed) != 2 {
+		t.Errorf("outcome = %+v, bounces %q; want told, no bounce", out, bounces)
+	}
+}
+
+func TestDefaultBackoff(t *testing.T) {
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
+	for i, w := range want {
+		if got := DefaultBackoff(i + 1); got != w {
+			t.Errorf("DefaultBackoff(%d) = %v, want %v", i+1, got, w)
+		}
+	}
+}

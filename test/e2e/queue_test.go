@@ -1,0 +1,385 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"relaymail/internal/smarthost"
+)
+
+// pointAt rewrites the config's port: the relay "moves" to another server,
+// or to a port where nothing listens (relay down).
+func (s *setup) pointAt(port int) {
+	s.t.Helper()
+	b, err := os.ReadFile(s.conf)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	conf := regexp.MustCompile(`(?m)^port = \d+$`).ReplaceAllString(string(b), "port = "+strconv.Itoa(port))
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func deadPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+// spoolFiles lists the files left in the spool directory (not failed/).
+func (s *setup) spoolFiles() []string {
+	entries, _ := os.ReadDir(filepath.Join(s.dir, "spool"))
+	var names []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+func TestRelayDownThenQueueRun(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	s.pointAt(deadPort(t))
+	msg := "From: app@example.com\nTo: a@example.net\nSubject: reset\n\nyour code is 1234\n"
+	o := s.run(msg, "-t", "-i", "-f", "app@example.com")
+	wantQueued(t, o, "connection refused")
+	if n := strings.Count(strings.TrimSpace(o.stderr), "\n"); n != 0 {
+		t.Errorf("stderr has %d lines, want 1:\n%s", n+1, o.stderr)
+	}
+	if len(s.spoolFiles()) != 2 {
+		t.Errorf("spool holds %q, want one message (2 files)", s.spoolFiles())
+	}
+	l := s.run("", "-bp")
+	wantCode(t, l, 0, "")
+	if !strings.Contains(l.stdout, "a@example.net") || !strings.Contains(l.stdout, "connection refused") {
+		t.Errorf("mailq =\n%s\nwant the recipient and the reason", l.stdout)
+	}
+
+	s.pointAt(s.srv.Port())
+	wantCode(t, s.run("", "-q"), 0, "")
+	m := s.one()
+	wantEnvelope(t, m, "app@example.com", "a@example.net")
+	if !bytes.Contains(m.Data, []byte("your code is 1234")) {
+		t.Errorf("body lost:\n%s", m.Data)
+	}
+	// A second run sends nothing again and the queue is empty.
+	wantCode(t, s.run("", "-q"), 0, "")
+	if n := len(s.srv.Messages()); n != 1 {
+		t.Errorf("%d messages after a second -q, want 1", n)
+	}
+	if f := s.spoolFiles(); len(f) != 0 {
+		t.Errorf("spool still holds %q", f)
+	}
+	if l := s.run("", "-bp"); !strings.Contains(l.stdout, "Mail queue is empty") {
+		t.Errorf("mailq = %q, want empty", l.stdout)
+	}
+}
+
+func TestRetryAfterTransientFaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault smarthost.Fault
+	}{
+		{"drop in the middle of DATA", smarthost.Fault{Stage: smarthost.Data, Drop: true, Times: 1}},
+		{"drop after the final dot", smarthost.Fault{Stage: smarthost.DataEnd, Drop: true, Times: 1}},
+		{"421 at connect", smarthost.Fault{Stage: smarthost.Connect, Code: 421, Text: "too busy", Times: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{tt.fault}}, "", "")
+			o := s.run(simple, "-f", "a@example.com", "b@example.net", "c@example.net")
+			wantQueued(t, o, "")
+			if n := len(s.srv.Messages()); n != 0 {
+				t.Fatalf("%d messages after the fault, want 0", n)
+			}
+			wantCode(t, s.run("", "-q"), 0, "")
+			wantEnvelope(t, s.one(), "a@example.com", "b@example.net", "c@example.net")
+			wantCode(t, s.run("", "-q"), 0, "")
+			if n := len(s.srv.Messages()); n != 1 {
+				t.Errorf("%d deliveries, want exactly 1", n)
+			}
+		})
+	}
+}
+
+func TestOneRecipientDeferred(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{
+		{Stage: smarthost.Rcpt, Match: "c@example.net", Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "greylisted", Times: 1},
+	}}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "a@example.net", "b@example.net", "c@example.net")
+	wantQueued(t, o, "<c@example.net>: 451 4.7.1 greylisted")
+	first := s.one()
+	wantEnvelope(t, first, "a@example.com", "a@example.net", "b@example.net")
+
+	wantCode(t, s.run("", "-q"), 0, "")
+	msgs, _ := s.srv.WaitMessages(2, 10*time.Second)
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want 2", len(msgs))
+	}
+	wantEnvelope(t, msgs[1], "a@example.com", "c@example.net")
+	if !bytes.Equal(msgs[0].Data, msgs[1].Data) {
+		t.Errorf("the retried message differs from the first")
+	}
+	wantCode(t, s.run("", "-q"), 0, "")
+	if n := len(s.srv.Messages()); n != 2 {
+		t.Errorf("%d messages after another run, want 2: a recipient was sent twice", n)
+	}
+}
+
+func TestBounceForRefusedRecipient(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{
+		{Stage: smarthost.Rcpt, Match: "nobody@example.net", Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "user unknown"},
+	}}, "", "")
+	// cron's error mode: mail the error back.
+	o := s.run(simple, "-oem", "-f", "sender@example.com", "good@example.net", "nobody@example.net")
+	wantCode(t, o, 0, "")
+	// The send starts a background queue run for its bounce; -q would do
+	// it too.
+	wantCode(t, s.run("", "-q"), 0, "")
+	msgs, err := s.srv.WaitMessages(2, 10*time.Second)
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("bounce did not arrive: %d messages, %v", len(msgs), err)
+	}
+	if len(s.srv.Messages()) != 2 {
+		t.Errorf("%d messages, want the message and one bounce", len(s.srv.Messages()))
+	}
+	wantEnvelope(t, msgs[0], "sender@example.com", "good@example.net")
+	b := msgs[1]
+	if b.From != "" || len(b.Rcpts) != 1 || b.Rcpts[0] != "sender@example.com" {
+		t.Errorf("bounce envelope = <%s> -> %q, want <> -> sender@example.com", b.From, b.Rcpts)
+	}
+	for _, want := range []string{"multipart/report", "report-type=delivery-status", "Final-Recipient: rfc822;nobody@example.net", "Status: 5.1.1", "Action: failed", "user unknown"} {
+		if !bytes.Contains(bytes.ReplaceAll(b.Data, []byte("rfc822; "), []byte("rfc822;")), []byte(want)) {
+			t.Errorf("bounce lacks %q:\n%s", want, b.Data)
+		}
+	}
+}
+
+func TestNoBounceForNullSender(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{
+		{Stage: smarthost.Rcpt, Match: "nobody@example.net", Code: 550, Text: "user unknown"},
+	}}, "", "")
+	o := s.run(simple, "-oem", "-f", "<>", "good@example.net", "nobody@example.net")
+	wantCode(t, o, 0, "")
+	s.one()
+	wantCode(t, s.run("", "-q"), 0, "")
+	if n := len(s.srv.Messages()); n != 1 {
+		t.Errorf("%d messages, want 1: a bounce was sent for a null-sender message", n)
+	}
+	failed, _ := os.ReadDir(filepath.Join(s.dir, "spool", "failed"))
+	if len(failed) == 0 {
+		t.Errorf("the undeliverable null-sender message was not kept in failed/")
+	}
+}
+
+func TestExpiryBounces(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{
+		{Stage: smarthost.Rcpt, Match: "slow@example.net", Code: 451, Text: "try later"},
+	}}, "", "")
+	appendQueueKey(t, s.conf, `max_age = "1s"`)
+	o := s.run(simple, "-f", "sender@example.com", "slow@example.net")
+	wantQueued(t, o, "try later")
+	time.Sleep(1100 * time.Millisecond) // let the message grow older than max_age
+	wantCode(t, s.run("", "-q"), 0, "")
+	msgs, err := s.srv.WaitMessages(1, 10*time.Second)
+	if err != nil {
+		t.Fatalf("no bounce after expiry: %v", err)
+	}
+	b := msgs[0]
+	if b.From != "" || !bytes.Contains(b.Data, []byte("slow@example.net")) || !bytes.Contains(b.Data, []byte("expired")) {
+		t.Errorf("expiry bounce = <%s> %q\n%s", b.From, b.Rcpts, b.Data)
+	}
+	if f := s.spoolFiles(); len(f) != 0 {
+		t.Errorf("spool still holds %q after expiry and bounce", f)
+	}
+}
+
+func appendQueueKey(t *testing.T, path, line string) {
+	t.Helper()
+	b, _ := os.ReadFile(path)
+	conf := strings.Replace(string(b), "[queue]\n", "[queue]\n"+line+"\n", 1)
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDeliveryModes(t *testing.T) {
+	t.Run("-odq only queues", func(t *testing.T) {
+		s := newSetup(t, smarthost.Options{}, "", "")
+		wantCode(t, s.run(simple, "-odq", "-f", "a@example.com", "b@example.net"), 0, "")
+		if len(s.srv.Sessions()) != 0 {
+			t.Errorf("-odq connected to the smarthost")
+		}
+		l := s.run("", "-bp", "--json")
+		var e struct {
+			ID         string `json:"queue_id"`
+			Sender     string `json:"sender"`
+			Recipients []struct {
+				Address string `json:"address"`
+			} `json:"recipients"`
+		}
+		if err := json.Unmarshal([]byte(l.stdout), &e); err != nil || e.Sender != "a@example.com" || len(e.Recipients) != 1 {
+			t.Errorf("mailq --json = %q (%v)", l.stdout, err)
+		}
+		wantCode(t, s.run("", "-q"), 0, "")
+		wantEnvelope(t, s.one(), "a@example.com", "b@example.net")
+	})
+	t.Run("delivery = queue in the config", func(t *testing.T) {
+		s := newSetup(t, smarthost.Options{}, `delivery = "queue"`, "")
+		wantCode(t, s.run(simple, "-f", "a@example.com", "b@example.net"), 0, "")
+		if len(s.srv.Sessions()) != 0 {
+			t.Errorf("delivery = queue connected to the smarthost")
+		}
+	})
+	t.Run("-odb delivers in the background", func(t *testing.T) {
+		s := newSetup(t, smarthost.Options{DataDelay: 300 * time.Millisecond}, "", "")
+		o := s.run(simple, "-odb", "-f", "a@example.com", "b@example.net")
+		wantCode(t, o, 0, "")
+		wantEnvelope(t, s.one(), "a@example.com", "b@example.net")
+		deadline := time.Now().Add(10 * time.Second)
+		for len(s.spoolFiles()) != 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if f := s.spoolFiles(); len(f) != 0 {
+			t.Errorf("spool still holds %q", f)
+		}
+	})
+}
+
+func TestDeleteAndRequeue(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	wantCode(t, s.run(simple, "-odq", "-f", "a@example.com", "b@example.net"), 0, "")
+	wantCode(t, s.run(simple, "-odq", "-f", "a@example.com", "c@example.net"), 0, "")
+	l := s.run("", "-bp", "--json")
+	var ids []string
+	for _, line := range strings.Split(strings.TrimSpace(l.stdout), "\n") {
+		var e struct {
+			ID string `json:"queue_id"`
+		}
+		json.Unmarshal([]byte(line), &e)
+		ids = append(ids, e.ID)
+	}
+	if len(ids) != 2 {
+		t.Fatalf("mailq --json = %q, want 2 entries", l.stdout)
+	}
+	wantCode(t, s.run("", "--delete", ids[0]), 0, "")
+	wantCode(t, s.run("", "--requeue", ids[1]), 0, "")
+	wantCode(t, s.run("", "-q"), 0, "")
+	wantEnvelope(t, s.one(), "a@example.com", "c@example.net")
+	wantCode(t, s.run("", "--delete", "NOSUCHID0000000"), 75, "NOSUCHID0000000")
+}
+
+// TestConcurrentSendersAndRunners: 20 senders and 2 queue runners against
+// a slow relay; every message arrives exactly once.
+func TestConcurrentSendersAndRunners(t *testing.T) {
+	s := newSetup(t, smarthost.Options{DataDelay: 50 * time.Millisecond, HashOnly: true}, "", "")
+	const senders = 20
+	var wg sync.WaitGroup
+	codes := make([]int, senders)
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := s.run(fmt.Sprintf("Subject: n%d\n\nmessage %d\n", i, i), "-f", "a@example.com", fmt.Sprintf("r%02d@example.net", i))
+			codes[i] = o.code
+		}()
+	}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				s.run("", "-q")
+			}
+		}()
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 0 {
+			t.Errorf("sender %d exited %d", i, c)
+		}
+	}
+	s.run("", "-q")
+	msgs := s.srv.Messages()
+	seen := map[string]int{}
+	for _, m := range msgs {
+		for _, r := range m.Rcpts {
+			seen[r]++
+		}
+	}
+	for i := range senders {
+		r := fmt.Sprintf("r%02d@example.net", i)
+		if seen[r] != 1 {
+			t.Errorf("%s received %d times, want 1", r, seen[r])
+		}
+	}
+	if f := s.spoolFiles(); len(f) != 0 {
+		t.Errorf("spool still holds %q", f)
+	}
+}
+
+func TestSpoolErrors(t *testing.T) {
+	t.Run("spool directory cannot be created", func(t *testing.T) {
+		s := newSetup(t, smarthost.Options{}, "", "")
+		blocker := filepath.Join(s.dir, "file")
+		os.WriteFile(blocker, nil, 0o600)
+		b, _ := os.ReadFile(s.conf)
+		conf := regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAllString(string(b), fmt.Sprintf("dir = %q", filepath.Join(blocker, "spool")))
+		os.WriteFile(s.conf, []byte(conf), 0o600)
+		o := s.run(simple, "-f", "a@example.com", "b@example.net")
+		if o.code != 73 && o.code != 75 {
+			t.Errorf("exit code = %d, want 73 or 75; stderr %q", o.code, o.stderr)
+		}
+		if !strings.Contains(o.stderr, "spool") {
+			t.Errorf("stderr = %q, want it to name the spool", o.stderr)
+		}
+		if len(s.srv.Sessions()) != 0 {
+			t.Errorf("sendmail relayed a message it could not spool")
+		}
+	})
+	t.Run("full filesystem", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root to mount a small tmpfs (CI runs as root)")
+		}
+		s := newSetup(t, smarthost.Options{}, "", "")
+		small := filepath.Join(s.dir, "small")
+		os.Mkdir(small, 0o700)
+		if out, err := execCommand("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small); err != nil {
+			t.Skipf("cannot mount tmpfs here: %v %s", err, out)
+		}
+		t.Cleanup(func() { execCommand("umount", small) })
+		b, _ := os.ReadFile(s.conf)
+		conf := regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAllString(string(b), fmt.Sprintf("dir = %q", filepath.Join(small, "spool")))
+		os.WriteFile(s.conf, []byte(conf), 0o600)
+		big := "Subject: big\n\n" + strings.Repeat("x", 200<<10) + "\n"
+		o := s.run(big, "-f", "a@example.com", "b@example.net")
+		wantCode(t, o, 75, "no space left")
+		if len(s.srv.Sessions()) != 0 {
+			t.Errorf("sendmail relayed a message it could not spool")
+		}
+		entries, _ := os.ReadDir(filepath.Join(small, "spool"))
+		for _, e := range entries {
+			if !e.IsDir() {
+				t.Errorf("left behind in the full spool: %s", e.Name())
+			}
+		}
+	})
+}
