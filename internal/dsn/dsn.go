@@ -63,7 +63,8 @@ type Recipient struct {
 
 	// Status is the enhanced status code ("5.1.1") as the server sent it.
 	// When it is empty or malformed it is derived from Code (5xx: 5.0.0,
-	// 4xx: 4.0.0), else from Action (5.0.0, 4.0.0, 2.0.0).
+	// 4xx: 4.0.0), else from Action (failed: 5.0.0, delayed: 4.0.0,
+	// delivered: 2.0.0).
 	Status string
 	Code   int // SMTP reply code, 0 if none
 
@@ -248,8 +249,10 @@ func newRecipient(r Recipient) (recipient, error) {
 	switch {
 	case given:
 		rr.status = r.Status
-	case r.Code >= 200:
-		rr.status = strconv.Itoa(r.Code/100) + ".0.0"
+	case r.Code/100 == 5:
+		rr.status = "5.0.0"
+	case r.Code/100 == 4:
+		rr.status = "4.0.0"
 	case rr.Action == "delayed":
 		rr.status = "4.0.0"
 	case rr.Action == "delivered":
@@ -328,7 +331,8 @@ func (rep *report) write(w io.Writer, original io.Reader, att attachment, now ti
 		field("Content-Type", `multipart/report; report-type=delivery-status; boundary="`+boundary+`"`),
 	}
 	if att.eightBit {
-		// RFC 2045 6.4: a multipart entity holding 8bit data says so.
+		// RFC 2045 6.4: a multipart is 7bit, 8bit or binary, and says
+		// 8bit when a part is.
 		fields = append(fields, field("Content-Transfer-Encoding", "8bit"))
 	}
 	if err := textproto.WriteHeader(w, header(fields...)); err != nil {
@@ -454,8 +458,8 @@ func (rep *report) deliveryStatus() string {
 }
 
 // typedAddress returns addr with its RFC 3464 address type: "rfc822; addr"
-// for an ASCII address, else RFC 6533 3's "utf-8; " with the
-// utf-8-addr-xtext form, which is the one allowed in message/delivery-status:
+// for an ASCII address, else RFC 6533 3's "utf-8; " in the 7-bit
+// utf-8-addr-xtext form (the UTF-8 forms need message/global-delivery-status):
 // characters outside QCHAR (non-ASCII, space, "+", "=", "\") become
 // \x{HEX}.
 func typedAddress(addr string) string {

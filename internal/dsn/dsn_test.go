@@ -79,7 +79,7 @@ func test550() Recipient {
 	}
 }
 
-// crlf turns the "\n" of a readable literal into CRLF.
+// crlfLines turns the "\n" of a readable literal into CRLF.
 func crlfLines(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
 
 const golden550 = `Reporting-MTA: dns; relay.example.org
@@ -584,11 +584,13 @@ func TestWriteRecipients(t *testing.T) {
 				{Addr: "a@example.com", Code: 554, Reply: "Transaction failed"},
 				{Addr: "b@example.com", Code: 451, Reply: "Try again later"},
 				{Addr: "c@example.com", Code: 550, Status: "5.1", Reply: "bad status"},
+				{Addr: "d@example.com", Code: 354, Reply: "go ahead"},
 			},
 			wantStatus: [][]string{
 				{"Final-Recipient: rfc822; a@example.com", "Action: failed", "Status: 5.0.0", "Diagnostic-Code: smtp; 554 Transaction failed"},
 				{"Final-Recipient: rfc822; b@example.com", "Action: failed", "Status: 4.0.0", "Diagnostic-Code: smtp; 451 Try again later"},
 				{"Final-Recipient: rfc822; c@example.com", "Action: failed", "Status: 5.0.0", "Diagnostic-Code: smtp; 550 bad status"},
+				{"Final-Recipient: rfc822; d@example.com", "Action: failed", "Status: 5.0.0", "Diagnostic-Code: smtp; 354 go ahead"},
 			},
 			wantText: []string{"the recipients below", "The mail server replied:\r\n      554 Transaction failed\r\n"},
 		},
@@ -921,7 +923,9 @@ func TestWriteHugeOriginal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2<<20 {
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("allocated %d bytes, read %d bytes of %d", alloc, m.read, size)
+			if alloc > 2<<20 {
 				t.Errorf("Write allocated %d bytes for a %d-byte original, want < 2 MiB", alloc, size)
 			}
 			if m.read > 1<<20 {
@@ -950,7 +954,9 @@ func TestWriteFullHugeOriginal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2<<20 {
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %d bytes, read %d bytes of %d", alloc, m.read, m.size)
+	if alloc > 2<<20 {
 		t.Errorf("Write allocated %d bytes, want < 2 MiB", alloc)
 	}
 	if limit := int64(DefaultMaxFull + 1<<20); m.read > limit {

@@ -12,8 +12,8 @@ const textWidth = 72
 // explanation returns the first part of the report: plain words for the
 // person who sent the message, with CRLF line endings. It names each
 // recipient, quotes the server's reply or gives our reason, and says what
-// to do. Lines wrap at 72 characters; a word too long for a line gets its
-// own, cut at 900 bytes so 7bit lines stay under 998.
+// to do. Lines wrap at 72 characters after their indent; a word too long
+// for a line gets its own, cut at 900 bytes so 7bit lines stay under 998.
 func (rep *report) explanation(att attachment) string {
 	var t text
 	t.para("This is the mail system at " + rep.opts.ReportingMTA + ".")
