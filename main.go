@@ -846,9 +846,13 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 	if inv.QueueInterval == 0 {
 		// What killed senders left half-written, once it is surely theirs.
 		sp.Cleanup(time.Minute)
-		_, err := runner.Run(ctx, true)
+		st, err := runner.Run(ctx, true)
 		if err != nil {
 			return sysexits.Errorf(sysexits.TempFail, "%v", err)
+		}
+		if inv.Verbose > 0 {
+			fmt.Fprintf(p.stderr, "%s: queue run: %d attempted, %d delivered, %d deferred, %d with bounces, %d busy elsewhere\n",
+				p.name, st.Attempted, st.Delivered, st.Deferred, st.Bounced, st.Busy)
 		}
 		return nil
 	}

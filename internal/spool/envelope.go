@@ -102,6 +102,8 @@ func invalid(field, format string, args ...any) error {
 // [Decode] would refuse: a version other than [Version], a malformed id, an
 // address that fails [address.Check] (CR, LF, NUL...), no recipients, a
 // line break or NUL in any text, an unknown state or enumeration value.
+// Free text (replies, errors) that is not valid UTF-8 is written with
+// U+FFFD in place of the bad bytes, as encoding/json does.
 func Encode(e *Envelope) ([]byte, error) {
 	if e == nil {
 		return nil, invalid("", "nil envelope")

@@ -24,7 +24,8 @@ type Item struct {
 // Lock locks the message id for delivery, without waiting: flock
 // LOCK_EX|LOCK_NB on its data file, which is never replaced, and then
 // reads the envelope, which may have changed or gone while another process
-// held the lock.
+// held the lock, and checks that the data has the size the envelope
+// records.
 //
 // The error wraps [ErrLocked] ([sysexits.TempFail], 75) when another open
 // file holds the lock, in this process or another; [ErrNotFound]
@@ -37,7 +38,7 @@ func (s *Spool) Lock(id string) (*Item, error) {
 		return nil, notFound(id)
 	}
 	path := s.path(id, ".msg")
-	f, _, err := openRead(opLock, path)
+	f, fi, err := openRead(opLock, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, notFound(id)
 	}
@@ -52,6 +53,12 @@ func (s *Spool) Lock(id string) (*Item, error) {
 		return nil, spoolError(opLock, path, err)
 	}
 	e, _, err := s.readEnvelope(-1, id, nil)
+	if err == nil && e.Size != fi.Size() {
+		// The data is never rewritten: a different size is damage, and
+		// sending it would deliver a truncated message.
+		err = sysexits.Wrap(sysexits.DataErr, &fs.PathError{Op: opLock, Path: path,
+			Err: fmt.Errorf("data is %d bytes, its envelope says %d", fi.Size(), e.Size)})
+	}
 	if err != nil {
 		f.Close()
 		if errors.Is(err, fs.ErrNotExist) {

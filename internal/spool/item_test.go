@@ -100,6 +100,25 @@ func TestLockNotFound(t *testing.T) {
 	}
 }
 
+func TestLockRefusesTruncatedData(t *testing.T) {
+	s, _ := newSpool(t)
+	id := commit(t, s, "Subject: x\r\n\r\nthe whole body\r\n")
+	if err := os.Truncate(s.path(id, ".msg"), 12); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Lock(id)
+	wantError(t, "Lock", err, sysexits.DataErr, "lock spool "+s.path(id, ".msg")+": data is 12 bytes, its envelope says 30")
+	// The failed attempt left no lock behind.
+	f, err := os.Open(s.path(id, ".msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := flock(f, lockNB); err != nil {
+		t.Errorf("after Lock refused, the data is still locked: %v", err)
+	}
+}
+
 func TestLockRefusesSymlinkedData(t *testing.T) {
 	s, _ := newSpool(t)
 	id := commit(t, s, "hi\r\n")

@@ -18,7 +18,9 @@ import (
 	"relaymail/internal/sysexits"
 )
 
-// Options configures a [Spool].
+// Options configures a [Spool]. The spool makes directories with mode
+// 0700 and files with mode 0600, whatever the umask. TODO(#7):
+// group-writable modes for the setgid install.
 type Options struct {
 	Dir  string           // the queue directory; created with mode 0700 when missing
 	Now  func() time.Time // the clock for ids, Created and Cleanup; nil: time.Now
@@ -69,28 +71,21 @@ func Open(opts Options) (*Spool, error) {
 	}
 	// Dir itself may be a symbolic link an administrator made; failed/ is
 	// ours and may not.
-	if err := s.mkdir(s.dir, os.Stat, os.MkdirAll); err != nil {
+	if err := s.mkdir(s.dir, os.Stat); err != nil {
 		return nil, err
 	}
-	if err := s.mkdir(s.failed, os.Lstat, os.Mkdir); err != nil {
+	if err := s.mkdir(s.failed, os.Lstat); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// mkdir makes sure dir is a directory, creating it with mkdir when
-// missing.
-func (s *Spool) mkdir(dir string, stat func(string) (fs.FileInfo, error), mkdir func(string, fs.FileMode) error) error {
+// mkdir makes sure dir is a directory, creating it and its missing
+// parents when it is missing.
+func (s *Spool) mkdir(dir string, stat func(string) (fs.FileInfo, error)) error {
 	fi, err := stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		err = mkdir(dir, dirMode)
-		if err == nil {
-			err = os.Chmod(dir, dirMode)
-			// Best effort: an empty directory lost in a crash is made
-			// again by the next Open.
-			s.syncDir(filepath.Dir(dir))
-		}
-		if err != nil && !errors.Is(err, fs.ErrExist) { // another process may have won
+		if err := s.mkdirAll(dir); err != nil {
 			return spoolError(opCreate, dir, err)
 		}
 		fi, err = stat(dir)
@@ -103,6 +98,33 @@ func (s *Spool) mkdir(dir string, stat func(string) (fs.FileInfo, error), mkdir 
 	case !fi.IsDir():
 		return sysexits.Wrap(sysexits.CantCreat, &fs.PathError{Op: opCreate, Path: dir, Err: errNotDir})
 	}
+	return nil
+}
+
+// mkdirAll is os.MkdirAll, but each directory it creates gets mode 0700
+// whatever the umask: with os.MkdirAll, a umask of 0277 would make the
+// parents 0500, too narrow to create their children.
+func (s *Spool) mkdirAll(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil // mkdir checks what it is
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := s.mkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, dirMode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // another process was first
+		}
+		return err
+	}
+	if err := os.Chmod(dir, dirMode); err != nil {
+		return err
+	}
+	// Best effort: an empty directory lost in a crash is made again by
+	// the next Open.
+	s.syncDir(filepath.Dir(dir))
 	return nil
 }
 
@@ -191,6 +213,9 @@ func (w *Writer) writeFile(p []byte) (int, error) {
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
+	}
+	if w.done {
+		return 0, sysexits.Errorf(sysexits.Software, "write spool message %s: already committed", w.ID)
 	}
 	n, err := w.buf.Write(p)
 	w.n += int64(n)

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,9 +21,9 @@ import (
 func TestOpenCreatesDirectories(t *testing.T) {
 	// An umask that takes the owner's bits shows the modes are set, not
 	// left to the umask.
+	dir := filepath.Join(t.TempDir(), "var", "spool", "relaymail")
 	old := syscall.Umask(0o277)
 	defer syscall.Umask(old)
-	dir := filepath.Join(t.TempDir(), "var", "spool", "relaymail")
 	s, err := Open(Options{Dir: dir + "/"})
 	if err != nil {
 		t.Fatalf("Open(%q): %v", dir, err)
@@ -30,7 +31,7 @@ func TestOpenCreatesDirectories(t *testing.T) {
 	if s.Dir() != dir {
 		t.Errorf("Dir() = %q, want %q", s.Dir(), dir)
 	}
-	for _, d := range []string{dir, dir + "/failed"} {
+	for _, d := range []string{filepath.Dir(filepath.Dir(dir)), filepath.Dir(dir), dir, dir + "/failed"} {
 		fi, err := os.Lstat(d)
 		if err != nil {
 			t.Fatal(err)
@@ -314,13 +315,13 @@ func TestCommitInvalidEnvelope(t *testing.T) {
 // the message is left.
 func TestCommitFaults(t *testing.T) {
 	tests := []struct {
-		name   string
-		op     string
-		kind   string // of file, for faultAt
-		n      int
-		err    error
-		code   sysexits.Code
-		frag   string
+		name string
+		op   string
+		kind string // of file, for faultAt
+		n    int
+		err  error
+		code sysexits.Code
+		frag string
 	}{
 		{"write data", opWrite, "tmp", 1, syscall.ENOSPC, sysexits.TempFail, "write spool DIR/tmp-ID-"},
 		{"sync data", opSync, "tmp", 1, syscall.EIO, sysexits.TempFail, "sync spool DIR/tmp-ID-"},
@@ -766,5 +767,59 @@ func mustMkdir(t *testing.T, path string) {
 	t.Helper()
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConcurrent commits from several goroutines while others list and
+// lock: every message arrives once, under its own id.
+func TestConcurrent(t *testing.T) {
+	s, _ := newSpool(t)
+	const workers, each = 4, 15
+	var wg sync.WaitGroup
+	ids := make(chan string, workers*each)
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				w, err := s.Create()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				w.Write([]byte("concurrent\r\n"))
+				if err := w.Commit(testEnvelope()); err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- w.ID
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 20 {
+			envs, errs := s.List()
+			if len(errs) != 0 {
+				t.Errorf("List during commits: %q", errs)
+			}
+			for _, e := range envs {
+				if it, err := s.Lock(e.ID); err == nil {
+					it.Unlock()
+				} else if !errors.Is(err, ErrLocked) {
+					t.Errorf("Lock(%s) during commits: %v", e.ID, err)
+				}
+			}
+		}
+	})
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Errorf("id %s given twice", id)
+		}
+		seen[id] = true
+	}
+	envs, errs := s.List()
+	if len(envs) != workers*each || len(errs) != 0 {
+		t.Errorf("List = %d envelopes, %q; want %d", len(envs), errs, workers*each)
 	}
 }

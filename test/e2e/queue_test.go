@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -382,4 +384,44 @@ func TestSpoolErrors(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestQueueDaemon: sendmail -q1h runs the queue at start, again on SIGHUP,
+// and stops cleanly on SIGTERM.
+func TestQueueDaemon(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	wantCode(t, s.run(simple, "-odq", "-f", "a@example.com", "first@example.net"), 0, "")
+	cmd := exec.Command(binary, "-C", s.conf, "-q1h")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	if _, err := s.srv.WaitMessages(1, 10*time.Second); err != nil {
+		t.Fatalf("-q1h did not deliver the queued message at start: %v", err)
+	}
+	wantCode(t, s.run(simple, "-odq", "-f", "a@example.com", "second@example.net"), 0, "")
+	// SIGHUP may race with the daemon's setup of its handler only before
+	// the first run, which is over.
+	cmd.Process.Signal(syscall.SIGHUP)
+	msgs, err := s.srv.WaitMessages(2, 10*time.Second)
+	if err != nil {
+		t.Fatalf("SIGHUP did not start a queue run: %v", err)
+	}
+	wantEnvelope(t, msgs[1], "a@example.com", "second@example.net")
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("-q1h after SIGTERM: %v; stderr %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("-q1h did not stop on SIGTERM")
+	}
 }
