@@ -42,3 +42,13 @@ fuzz:
 
 clean:
 	rm -f $(BIN)
+
+# The interop suite: the real Debian 12 clients (PHP mail(), cron, bsd-mailx,
+# mutt, git send-email) send through the built binary to the test smarthost.
+# setup.sh installs or unpacks them (root and apt; never an MTA, never a
+# change to /usr/sbin/sendmail); a client it could not obtain fails the run
+# instead of being skipped.
+.PHONY: interop
+interop:
+	sh test/interop/setup.sh
+	INTEROP_REQUIRE_ALL=1 $(GO) test -tags interop -count=1 -v -timeout 10m ./test/interop/
