@@ -357,6 +357,26 @@ func TestSpoolErrors(t *testing.T) {
 			t.Errorf("sendmail relayed a message it could not spool")
 		}
 	})
+	t.Run("read-only spool", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root to mount a read-only tmpfs (CI runs as root)")
+		}
+		s := newSetup(t, smarthost.Options{}, "", "")
+		ro := filepath.Join(s.dir, "ro")
+		os.Mkdir(ro, 0o700)
+		if out, err := execCommand("mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", ro); err != nil {
+			t.Skipf("cannot mount tmpfs here: %v %s", err, out)
+		}
+		t.Cleanup(func() { execCommand("umount", ro) })
+		b, _ := os.ReadFile(s.conf)
+		conf := regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAllString(string(b), fmt.Sprintf("dir = %q", ro))
+		os.WriteFile(s.conf, []byte(conf), 0o600)
+		o := s.run(simple, "-f", "a@example.com", "b@example.net")
+		wantCode(t, o, 73, "read-only file system")
+		if len(s.srv.Sessions()) != 0 {
+			t.Errorf("sendmail relayed a message it could not spool")
+		}
+	})
 	t.Run("full filesystem", func(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("needs root to mount a small tmpfs (CI runs as root)")
