@@ -91,8 +91,12 @@ func (p *process) report(err error) {
 		}
 	}
 	var re *relayError
-	if errors.As(err, &re) && re.Hint != "" {
+	var he *hintError
+	switch {
+	case errors.As(err, &re) && re.Hint != "":
 		fmt.Fprintf(p.stderr, "%s: hint: %s\n", p.name, re.Hint)
+	case errors.As(err, &he):
+		fmt.Fprintf(p.stderr, "%s: hint: %s\n", p.name, he.hint)
 	}
 	if sysexits.CodeOf(err) == sysexits.Usage {
 		fmt.Fprintf(p.stderr, "%s: %s\n", p.name, usageLine)
@@ -423,7 +427,7 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 	}
 	w, err := sp.Create()
 	if err != nil {
-		return err
+		return spoolHint(cfg, err)
 	}
 	defer w.Abort() // after Commit it does nothing
 	a, err := p.accept(cfg, inv, w)
@@ -689,9 +693,27 @@ func (p *process) commandEnv() []string {
 	return []string{"PATH=" + path, "HOME=" + home}
 }
 
+// hintError is an error with a known fix.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+
+// spoolHint explains the fix for a spool that cannot be created or written.
+func spoolHint(cfg *Config, err error) error {
+	if err == nil || sysexits.CodeOf(err) != sysexits.CantCreat && sysexits.CodeOf(err) != sysexits.NoPerm {
+		return err
+	}
+	return &hintError{err: err, hint: fmt.Sprintf("[queue] dir %q in %s must be a writable directory; in a read-only container set dir = \"\" to deliver without a spool", cfg.Queue.Dir, cfg.Path)}
+}
+
 // openSpool opens the spool directory of the config.
 func (p *process) openSpool(cfg *Config) (*spool.Spool, error) {
-	return spool.Open(spool.Options{Dir: cfg.Queue.Dir, Now: p.now})
+	sp, err := spool.Open(spool.Options{Dir: cfg.Queue.Dir, Now: p.now})
+	return sp, spoolHint(cfg, err)
 }
 
 // runner returns the delivery engine for the config's smarthost.
