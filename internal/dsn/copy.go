@@ -2,10 +2,10 @@ package dsn
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 
+	"relaymail/internal/lines"
 	"relaymail/internal/sysexits"
 )
 
@@ -185,54 +185,8 @@ func (c *copier) line(fold bool) (eof bool, err error) {
 	}
 }
 
-// piece returns the next piece of the current line, without its line
-// ending, and whether the piece ends the line. A piece is valid until the
-// next read. At the end of input it returns io.EOF and no data. Pieces are
-// cut where the read buffer ends, so a long line never sits in memory.
-// LF, CRLF and a bare CR each end a line. (The same as intake's.)
-func (c *copier) piece() ([]byte, bool, error) {
-	if c.br.Buffered() == 0 {
-		if _, err := c.br.Peek(1); err != nil {
-			return nil, false, err
-		}
-	}
-	buf, _ := c.br.Peek(c.br.Buffered())
-	end := len(buf)
-	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-		end = i
-	}
-	cr := bytes.IndexByte(buf[:end], '\r')
-	switch {
-	case cr < 0 && end == len(buf):
-		c.br.Discard(end)
-		return buf, false, nil
-	case cr < 0:
-		c.br.Discard(end + 1)
-		return buf[:end], true, nil
-	case cr+1 < len(buf):
-		if buf[cr+1] == '\n' {
-			c.br.Discard(cr + 2)
-		} else {
-			c.br.Discard(cr + 1)
-		}
-		return buf[:cr], true, nil
-	case cr > 0:
-		// The CR is the last buffered byte: hand out what precedes it and
-		// decide about the CR once the next byte is in.
-		c.br.Discard(cr)
-		return buf[:cr], false, nil
-	}
-	p, err := c.br.Peek(2)
-	switch {
-	case len(p) == 2 && p[1] == '\n':
-		c.br.Discard(2)
-	case len(p) == 2 || err == io.EOF:
-		c.br.Discard(1)
-	default:
-		return nil, false, err
-	}
-	return nil, true, nil
-}
+// piece returns the next piece of the current line (see lines.Piece).
+func (c *copier) piece() ([]byte, bool, error) { return lines.Piece(c.br) }
 
 type lineKind int
 
