@@ -39,8 +39,8 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
-	"relaymail/internal/lines"
 	"relaymail/internal/address"
+	"relaymail/internal/lines"
 	"relaymail/internal/sysexits"
 )
 

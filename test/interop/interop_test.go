@@ -269,8 +269,10 @@ func (h *harness) one() smarthost.Message {
 }
 
 // run runs a client program with a minimal environment (HOME in the
-// harness, C.UTF-8) plus env, and fails the test unless it exits 0.
-func (h *harness) run(c client, dir string, stdin []byte, env []string, args ...string) {
+// harness, C.UTF-8) plus env, fails the test unless it exits 0, and
+// returns what it printed (stdout and stderr, which also carries
+// sendmail's stderr).
+func (h *harness) run(c client, dir string, stdin []byte, env []string, args ...string) string {
 	h.t.Helper()
 	cmd := exec.Command(c.bin, args...)
 	cmd.Dir = dir
@@ -302,6 +304,7 @@ func (h *harness) run(c client, dir string, stdin []byte, env []string, args ...
 	if out.Len() > 0 {
 		h.t.Logf("%s printed:\n%s", c.name, out.String())
 	}
+	return out.String()
 }
 
 // want is what must arrive.
