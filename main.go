@@ -27,7 +27,6 @@ import (
 
 	"relaymail/internal/address"
 	"relaymail/internal/aliases"
-	"relaymail/internal/dsn"
 	"relaymail/internal/intake"
 	"relaymail/internal/maillog"
 	"relaymail/internal/queue"
@@ -731,9 +730,10 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, opts relayOptions, log *m
 		Log:    log,
 		Now:    p.now,
 		MaxAge: time.Duration(cfg.Queue.MaxAge),
-		Bounce: func(env *spool.Envelope, failed []spool.Recipient, original io.Reader) error {
-			return p.bounce(cfg, sp, env, failed, original, opts.Addr)
-		},
+		Bounce: queue.NewBouncer(queue.BounceOptions{
+			Spool: sp, ReportingMTA: cfg.Hostname, Domain: cfg.Domain,
+			RemoteMTA: cfg.Smarthost.Host, Now: p.now, UID: os.Getuid(),
+		}),
 	})
 }
 
@@ -760,54 +760,6 @@ func (r *relaySession) Send(env *spool.Envelope, rcpts []string, body io.Reader)
 
 func (r *relaySession) Broken() bool { return r.s.broken }
 func (r *relaySession) Close()       { r.s.close() }
-
-// bounce queues a delivery status notification to the sender of env.
-func (p *process) bounce(cfg *Config, sp *spool.Spool, env *spool.Envelope, failed []spool.Recipient, original io.Reader, relayAddr string) error {
-	w, err := sp.Create()
-	if err != nil {
-		return err
-	}
-	defer w.Abort()
-	recips := make([]dsn.Recipient, len(failed))
-	host, _, _ := net.SplitHostPort(relayAddr)
-	for i, f := range failed {
-		recips[i] = dsn.Recipient{Addr: f.Addr, ORcpt: f.ORcpt, Action: "failed", Code: f.Code, LastAttempt: f.Updated}
-		if f.Code != 0 {
-			// The recorded reply is "550 5.1.1 text": the DSN wants them apart.
-			text := strings.TrimPrefix(f.Reply, strconv.Itoa(f.Code)+" ")
-			if enh, rest, ok := splitEnhanced(text); ok {
-				recips[i].Status = fmt.Sprintf("%d.%d.%d", enh[0], enh[1], enh[2])
-				text = rest
-			}
-			recips[i].Reply = text
-			recips[i].RemoteMTA = host
-		} else {
-			recips[i].Reason = f.Reply
-		}
-	}
-	res, err := dsn.Write(w, original, recips, dsn.Options{
-		ReportingMTA:       cfg.Hostname,
-		From:               "MAILER-DAEMON@" + cfg.Domain,
-		To:                 env.From,
-		OriginalEnvelopeID: env.EnvID,
-		Arrival:            env.Created,
-		Now:                p.now,
-		Hostname:           cfg.Hostname,
-		Return:             env.Return,
-	})
-	if err != nil {
-		return err
-	}
-	return w.Commit(&spool.Envelope{
-		From:        "",
-		Recipients:  []spool.Recipient{{Addr: env.From, State: spool.Pending}},
-		EightBit:    res.EightBit,
-		MessageID:   res.MessageID,
-		NextAttempt: p.now(),
-		UID:         os.Getuid(),
-		User:        "MAILER-DAEMON",
-	})
-}
 
 // background starts a detached sendmail that runs the queue with args
 // (-qI<id> for one message), so the caller need not wait.

@@ -232,3 +232,21 @@ func TestDefaultBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitReply(t *testing.T) {
+	tests := []struct {
+		code                int
+		reply, status, text string
+	}{
+		{550, "550 5.1.1 user unknown", "5.1.1", "user unknown"},
+		{550, "550 no such user", "", "no such user"},
+		{554, "554 4.1.1 odd class", "", "4.1.1 odd class"},
+		{550, "user unknown", "", "user unknown"},
+	}
+	for _, tt := range tests {
+		status, text := splitReply(tt.code, tt.reply)
+		if status != tt.status || text != tt.text {
+			t.Errorf("splitReply(%d, %q) = %q, %q, want %q, %q", tt.code, tt.reply, status, text, tt.status, tt.text)
+		}
+	}
+}
