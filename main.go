@@ -30,6 +30,7 @@ import (
 	"relaymail/internal/intake"
 	"relaymail/internal/maillog"
 	"relaymail/internal/queue"
+	"relaymail/internal/recipient"
 	"relaymail/internal/secret"
 	"relaymail/internal/spool"
 	"relaymail/internal/sysexits"
@@ -195,79 +196,27 @@ func aliasTable(cfg *Config) (aliases.Table, error) {
 	return t, nil
 }
 
-// recipients turns recipient words (command-line arguments or header
-// addresses) into envelope addresses: parsed, checked, aliased, qualified.
-type recipients struct {
-	cfg   *Config
-	table aliases.Table
-	list  []string
-	seen  map[string]bool
-}
-
-// isLocal reports whether addr is for this machine: a bare name or one at
-// localhost or the configured hostname. Those go through the aliases and
-// are then qualified with the domain, since the smarthost cannot deliver
-// to root@localhost.
-func (r *recipients) isLocal(addr string) (string, bool) {
-	local, domain, found := strings.Cut(addr, "@")
-	if !found {
-		return addr, true
-	}
-	domain = strings.ToLower(domain)
-	if domain == "localhost" || domain == "localhost.localdomain" || domain == strings.ToLower(r.cfg.Hostname) {
-		return local, true
-	}
-	return "", false
-}
-
-// add adds each address in word. code is the exit code for bad syntax:
-// usage for arguments, data error for headers.
-func (r *recipients) add(word string, code sysexits.Code, origin string) error {
-	addrs, err := address.ParseList(word)
+// recipients returns an empty recipient list for the config.
+func recipients(cfg *Config) (*recipient.List, error) {
+	table, err := aliasTable(cfg)
 	if err != nil {
-		return sysexits.Errorf(code, "bad recipient %q in %s: %v", word, origin, err)
+		return nil, err
 	}
-	for _, a := range addrs {
-		if err := address.Check(a); err != nil {
-			return sysexits.Errorf(code, "bad recipient in %s: %v", origin, err)
-		}
-		targets := []string{a}
-		if name, ok := r.isLocal(a); ok {
-			expanded, err := r.table.Expand(name)
-			if err != nil {
-				return sysexits.Errorf(sysexits.Config, "%s: [aliases] %v", r.cfg.Path, err)
-			}
-			if expanded != nil {
-				targets = expanded
-			} else {
-				targets = []string{name}
-			}
-		}
-		for _, t := range targets {
-			if name, ok := r.isLocal(t); ok {
-				t = address.Qualify(name, r.cfg.Domain)
-			}
-			if err := address.Check(t); err != nil {
-				return sysexits.Errorf(sysexits.Config, "%s: [aliases] %v", r.cfg.Path, err)
-			}
-			key := dedupKey(t)
-			if !r.seen[key] {
-				r.seen[key] = true
-				r.list = append(r.list, t)
-			}
-		}
-	}
-	return nil
+	return recipient.New(recipient.Options{Hostname: cfg.Hostname, Domain: cfg.Domain, Aliases: table}), nil
 }
 
-// dedupKey compares addresses as mail servers do: the domain ignores case,
-// the local part may not (RFC 5321 2.4), so it is kept.
-func dedupKey(addr string) string {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return addr
+// addRecipient adds word to rs. code is the exit code for bad syntax:
+// usage for arguments, data error for headers.
+func addRecipient(cfg *Config, rs *recipient.List, word string, code sysexits.Code, origin string) error {
+	err := rs.Add(word)
+	var ae *recipient.AliasError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ae):
+		return sysexits.Errorf(sysexits.Config, "%s: [aliases] %v", cfg.Path, err)
 	}
-	return addr[:i] + strings.ToLower(addr[i:])
+	return sysexits.Errorf(code, "bad recipient %q in %s: %v", word, origin, err)
 }
 
 // sender returns the envelope sender: -f/-r, else the config's from, else
@@ -329,18 +278,16 @@ func (p *process) fromHeader(cfg *Config, inv Invocation, sender string) string 
 }
 
 func (p *process) verify(cfg *Config, inv Invocation) error {
-	rs := &recipients{cfg: cfg, seen: map[string]bool{}}
-	table, err := aliasTable(cfg)
+	rs, err := recipients(cfg)
 	if err != nil {
 		return err
 	}
-	rs.table = table
 	for _, word := range inv.Recipients {
-		before := len(rs.list)
-		if err := rs.add(word, sysexits.Usage, "arguments"); err != nil {
+		before := len(rs.Addrs())
+		if err := addRecipient(cfg, rs, word, sysexits.Usage, "arguments"); err != nil {
 			return err
 		}
-		for _, a := range rs.list[before:] {
+		for _, a := range rs.Addrs()[before:] {
 			fmt.Fprintf(p.stdout, "%s -> <%s>: deliverable via %s\n", word, a, smarthostAddr(cfg))
 		}
 	}
@@ -365,13 +312,12 @@ type accepted struct {
 // Errors carry their exit code; nothing has been sent or committed.
 func (p *process) accept(cfg *Config, inv Invocation, w io.Writer) (accepted, error) {
 	var a accepted
-	table, err := aliasTable(cfg)
+	rs, err := recipients(cfg)
 	if err != nil {
 		return a, err
 	}
-	rs := &recipients{cfg: cfg, table: table, seen: map[string]bool{}}
 	for _, word := range inv.Recipients {
-		if err := rs.add(word, sysexits.Usage, "arguments"); err != nil {
+		if err := addRecipient(cfg, rs, word, sysexits.Usage, "arguments"); err != nil {
 			return a, err
 		}
 	}
@@ -389,14 +335,14 @@ func (p *process) accept(cfg *Config, inv Invocation, w io.Writer) (accepted, er
 		return a, err
 	}
 	for _, addr := range a.intake.Recipients {
-		if err := rs.add(addr, sysexits.DataErr, "message header"); err != nil {
+		if err := addRecipient(cfg, rs, addr, sysexits.DataErr, "message header"); err != nil {
 			return a, err
 		}
 	}
-	if len(rs.list) == 0 {
+	if len(rs.Addrs()) == 0 {
 		return a, sysexits.Errorf(sysexits.Usage, "no recipients: none on the command line and none in To, Cc or Bcc")
 	}
-	a.rcpts = rs.list
+	a.rcpts = rs.Addrs()
 	return a, nil
 }
 
