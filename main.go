@@ -84,6 +84,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(stri
 
 // report prints err as one line, and its hint when it has one.
 func (p *process) report(err error) {
+	var qe *quietError
+	if errors.As(err, &qe) {
+		return
+	}
 	// One line per problem: a config can have several, joined by errors.Join.
 	for _, line := range strings.Split(err.Error(), "\n") {
 		if line = strings.TrimSpace(line); line != "" {
@@ -471,14 +475,31 @@ func (p *process) tell(inv Invocation, relay, id string, out queue.Outcome) erro
 		return nil
 	}
 	if out.Told {
-		var re *relayError
-		if errors.As(out.Err, &re) && re.Perm {
-			return sysexits.Errorf(sysexits.Unavailable, "%s: %v", id, out.Err)
+		err := p.allRefused(relay, id, out, perm)
+		if quiet {
+			return &quietError{err}
 		}
-		return sysexits.Errorf(sysexits.NoUser, "all %d recipients refused by %s", perm, relay)
+		return err
 	}
 	return nil
 }
+
+// allRefused is the exit of an interactive send whose every recipient was
+// refused: 69 when the message as a whole was, else 67.
+func (p *process) allRefused(relay, id string, out queue.Outcome, perm int) error {
+	var re *relayError
+	if errors.As(out.Err, &re) && re.Perm {
+		return sysexits.Errorf(sysexits.Unavailable, "%s: %v", id, out.Err)
+	}
+	return sysexits.Errorf(sysexits.NoUser, "all %d recipients refused by %s", perm, relay)
+}
+
+// quietError is a failure the caller asked not to hear about (-oeq): only
+// the exit code tells.
+type quietError struct{ err error }
+
+func (e *quietError) Error() string { return e.err.Error() }
+func (e *quietError) Unwrap() error { return e.err }
 
 // sendDirect delivers without a spool ([queue] dir = ""), for read-only
 // containers: the caller learns every failure from the exit code.
@@ -771,8 +792,8 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 			return sysexits.Errorf(sysexits.TempFail, "%v", err)
 		}
 		if inv.Verbose > 0 {
-			fmt.Fprintf(p.stderr, "%s: queue run: %d attempted, %d delivered, %d deferred, %d with bounces, %d busy elsewhere\n",
-				p.name, st.Attempted, st.Delivered, st.Deferred, st.Bounced, st.Busy)
+			fmt.Fprintf(p.stderr, "%s: queue run: %d attempted, %d delivered, %d deferred, %d with bounces, %d busy elsewhere, %d damaged\n",
+				p.name, st.Attempted, st.Delivered, st.Deferred, st.Bounced, st.Busy, st.Damaged)
 		}
 		return nil
 	}

@@ -201,11 +201,28 @@ func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]
 	return s.send(env, msg)
 }
 
-// send delivers one message. It returns one result per recipient of env,
+// send delivers one message; see sendOnce. Replies are made safe to
+// record: a code outside 200-599 counts as no reply.
+func (s *session) send(env envelope, msg io.Reader) ([]result, error) {
+	results, err := s.sendOnce(env, msg)
+	for i := range results {
+		r := &results[i]
+		if r.Code < 200 || r.Code > 599 {
+			if r.Code != 0 {
+				r.Text = fmt.Sprintf("unexpected reply code %d: %s", r.Code, r.Text)
+			}
+			r.Code = 0
+		}
+		r.Text = oneLine(r.Text)
+	}
+	return results, err
+}
+
+// sendOnce delivers one message. It returns one result per recipient of env,
 // in order, and a *relayError when the message failed as a whole before
 // RCPT; then every result carries that failure. After an error the session
 // may be broken (see s.broken).
-func (s *session) send(env envelope, msg io.Reader) ([]result, error) {
+func (s *session) sendOnce(env envelope, msg io.Reader) ([]result, error) {
 	results := make([]result, len(env.Rcpts))
 	for i, rcpt := range env.Rcpts {
 		results[i].Rcpt = rcpt
@@ -227,7 +244,10 @@ func (s *session) send(env envelope, msg io.Reader) ([]result, error) {
 	if s.used > 0 {
 		// RFC 5321 4.1.1.5: start the next transaction from a clean state.
 		if err := c.Reset(); err != nil {
-			return fail(replyError("RSET refused", err))
+			// A server that refuses RSET cannot be trusted with the next
+			// transaction: this message waits for a new connection.
+			s.broken = true
+			return fail(&relayError{Stage: "RSET", Err: errors.New(oneLine(err.Error()))})
 		}
 	}
 	s.used++
@@ -251,7 +271,11 @@ func (s *session) send(env envelope, msg io.Reader) ([]result, error) {
 			Err: fmt.Errorf("message size %d exceeds the smarthost's limit of %d bytes", env.Size, limit)})
 	}
 	if err := c.Mail(env.From, mailOpts); err != nil {
-		return fail(replyError("MAIL FROM:<"+env.From+"> refused", err))
+		rerr := replyError("MAIL FROM:<"+env.From+"> refused", err)
+		if authRequired(rerr.Code, rerr.Enhanced) {
+			rerr.Perm, rerr.Hint = false, authRequiredHint
+		}
+		return fail(rerr)
 	}
 
 	var rcptOpts *smtp.RcptOptions
@@ -275,6 +299,9 @@ func (s *session) send(env envelope, msg io.Reader) ([]result, error) {
 			return fail(&relayError{Stage: "RCPT TO:<" + rcpt + ">", Err: err})
 		}
 		results[i].Code, results[i].Enhanced, results[i].Text = se.Code, se.EnhancedCode, se.Message
+		if authRequired(se.Code, se.EnhancedCode) {
+			results[i].Code = 454 // kept for retry, as above
+		}
 	}
 	if len(accepted) == 0 {
 		return results, nil
@@ -577,9 +604,31 @@ func splitEnhanced(s string) (smtp.EnhancedCode, string, bool) {
 	return e, rest, true
 }
 
+// oneLine makes text from a server or an error safe for one log line and
+// one envelope field: control bytes (NUL included) become spaces and runs
+// of white space one space.
 func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 	return strings.Join(strings.Fields(s), " ")
 }
+
+// authRequired reports a refusal that means "log in first" or "use TLS
+// first" (RFC 4954 6: 530 5.7.0, 5.7.8, 5.7.11; RFC 3207: 530 must issue
+// STARTTLS). It is a configuration problem, not a verdict on the message:
+// like a failed AUTH it is kept for retry instead of bounced.
+func authRequired(code int, enh smtp.EnhancedCode) bool {
+	if code == 530 {
+		return true
+	}
+	return code/100 == 5 && enh[0] == 5 && enh[1] == 7 && (enh[2] == 0 || enh[2] == 8 || enh[2] == 11)
+}
+
+const authRequiredHint = "the smarthost requires a login or TLS first: set username and a password source in [smarthost], and tls = \"starttls\" or \"tls\""
 
 // idleConn puts a deadline on every read and write, so a server that stops
 // talking cannot hold a caller forever. go-smtp's own deadlines are ignored:

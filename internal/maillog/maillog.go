@@ -128,6 +128,17 @@ func (l *Logger) Log(e Entry) {
 	}
 }
 
+// Notice logs an entry the operator must see: to syslog and, when there is
+// no syslog or -v echoes, to the fallback writer as well.
+func (l *Logger) Notice(e Entry) {
+	l.Log(e)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fallback != nil && l.sys == nil && !l.echo {
+		fmt.Fprintf(l.fallback, "%s\n", Format(e))
+	}
+}
+
 func (l *Logger) sinkFailed(err error) {
 	l.sys.Close()
 	l.sys = nil

@@ -84,6 +84,10 @@ type Options struct {
 // Runner delivers queued messages.
 type Runner struct {
 	o Options
+	// stuck holds messages whose envelope could not be updated after an
+	// attempt: retrying them in this process would send again to
+	// recipients that already have the message.
+	stuck map[string]bool
 }
 
 // New returns a Runner with defaults filled in.
@@ -97,7 +101,7 @@ func New(o Options) *Runner {
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff
 	}
-	return &Runner{o: o}
+	return &Runner{o: o, stuck: map[string]bool{}}
 }
 
 // DefaultBackoff doubles from one minute up to one hour.
@@ -162,6 +166,7 @@ type Stats struct {
 	Deferred  int // still pending
 	Bounced   int // some recipient failed this run
 	Busy      int // held by another process
+	Damaged   int // could not be read or locked for another reason; logged
 }
 
 // Run attempts every due message (every message with force), oldest
@@ -184,23 +189,36 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		if len(envs) == 0 && len(errs) > 0 {
 			return st, fmt.Errorf("read queue: %w", errors.Join(errs...))
 		}
+		if pass == 0 {
+			for _, err := range errs {
+				st.Damaged++
+				r.notice(nil, "unreadable queue entry: %v", err)
+			}
+		}
 		bounced := st.Bounced
 		now := r.o.Now()
 		for _, env := range envs {
 			if ctx.Err() != nil {
 				return st, nil
 			}
-			if seen[env.ID] || !force && env.NextAttempt.After(now) {
+			if seen[env.ID] || r.stuck[env.ID] || !force && env.NextAttempt.After(now) {
 				continue
 			}
 			seen[env.ID] = true
 			st.Due++
 			item, err := r.o.Spool.Lock(env.ID)
-			if err != nil {
-				if errors.Is(err, spool.ErrLocked) {
-					st.Busy++
-				}
-				continue // gone meanwhile, or unreadable: List reported it
+			switch {
+			case errors.Is(err, spool.ErrLocked):
+				st.Busy++
+				continue
+			case errors.Is(err, spool.ErrNotFound):
+				continue // delivered meanwhile
+			case err != nil:
+				// Damaged (its data does not match its envelope, or cannot
+				// be read): never attempted, so it must be said.
+				st.Damaged++
+				r.notice(env, "cannot deliver: %v; see the spool directory", err)
+				continue
 			}
 			if len(item.Env.Pending()) == 0 {
 				r.finish(item, Outcome{ID: env.ID})
@@ -217,8 +235,12 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 				// connection attempt each.
 				sess, dialErr = r.o.Dial(ctx)
 			}
-			out, _ := r.deliver(item, sess, dialErr, false)
+			out, err := r.deliver(item, sess, dialErr, false)
 			item.Unlock()
+			if err != nil {
+				r.stuck[env.ID] = true
+				r.notice(env, "recording the outcome failed: %v; the message stays queued and may be sent again to recipients that have it", err)
+			}
 			st.Attempted++
 			switch {
 			case len(out.Failed) > 0:
@@ -323,7 +345,11 @@ func (r *Runner) deliver(item *spool.Item, sess Session, sessErr error, callerTo
 		env.NextAttempt = now.Add(r.o.Backoff(env.Attempts))
 	}
 	r.logResults(env, results, now.Sub(start), now.Sub(env.Created))
-	return out, r.finish(item, out)
+	if err := r.finish(item, out); err != nil {
+		r.stuck[env.ID] = true
+		return out, err
+	}
+	return out, nil
 }
 
 func (r *Runner) bounce(item *spool.Item, failed []spool.Recipient) error {
@@ -343,8 +369,12 @@ func (r *Runner) finish(item *spool.Item, out Outcome) error {
 	}
 	for _, rc := range env.Recipients {
 		if rc.State == spool.Failed && env.From == "" && !out.Told {
-			// A bounce that bounced: nobody to tell. Keep it.
-			r.logf(env, "undeliverable message from <>: moved to the failed area")
+			// A bounce that bounced: nobody to tell. Keep it, with the
+			// reason in its envelope.
+			if err := item.Update(); err != nil {
+				r.notice(env, "updating the envelope before moving it to the failed area: %v", err)
+			}
+			r.notice(env, "undeliverable message from <>: moved to the failed area")
 			return item.Fail()
 		}
 	}
@@ -389,6 +419,19 @@ func (r *Runner) logf(env *spool.Envelope, format string, args ...any) {
 		return
 	}
 	r.o.Log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, Status: "error", Reply: fmt.Sprintf(format, args...)})
+}
+
+// notice logs what an operator must hear about even without syslog: a
+// message kept aside, damaged or stuck.
+func (r *Runner) notice(env *spool.Envelope, format string, args ...any) {
+	if r.o.Log == nil {
+		return
+	}
+	e := maillog.Entry{UID: -1, Status: "error", Reply: fmt.Sprintf(format, args...)}
+	if env != nil {
+		e.ID, e.UID, e.From = env.ID, env.UID, env.From
+	}
+	r.o.Log.Notice(e)
 }
 
 func age(d time.Duration) string {

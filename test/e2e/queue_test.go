@@ -445,3 +445,74 @@ func TestQueueDaemon(t *testing.T) {
 		t.Errorf("-q1h did not stop on SIGTERM")
 	}
 }
+
+// TestOddReplyRecordedOnce: a reply with a NUL byte must not keep the
+// envelope from being updated, or the accepted recipient would be sent
+// the message again on every run.
+func TestOddReplyRecordedOnce(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{
+		{Stage: smarthost.Rcpt, Match: "b@example.net", Code: 450, Enhanced: [3]int{4, 2, 0}, Text: "mailbox busy\x00try later", Times: 1},
+	}}, "", "")
+	o := s.run(simple, "-f", "a@example.com", "a@example.net", "b@example.net")
+	wantQueued(t, o, "mailbox busy try later")
+	for range 2 {
+		wantCode(t, s.run("", "-q"), 0, "")
+	}
+	count := map[string]int{}
+	for _, m := range s.srv.Messages() {
+		for _, r := range m.Rcpts {
+			count[r]++
+		}
+	}
+	if count["a@example.net"] != 1 || count["b@example.net"] != 1 {
+		t.Errorf("deliveries = %v, want each recipient once", count)
+	}
+}
+
+// TestAuthRequiredIsNotBounced: a smarthost that wants a login answers
+// MAIL with 530; that is the config's fault, so the message waits.
+func TestAuthRequiredIsNotBounced(t *testing.T) {
+	s := newSetup(t, smarthost.Options{AuthRequired: true}, "", "auth = \"none\"\n")
+	o := s.run(simple, "-oem", "-f", "a@example.com", "b@example.net")
+	wantQueued(t, o, "530")
+	wantCode(t, o, 0, "hint: the smarthost requires a login")
+	if len(s.srv.Messages()) != 0 {
+		t.Errorf("a message arrived without AUTH")
+	}
+	if l := s.run("", "-bp"); !strings.Contains(l.stdout, "b@example.net") {
+		t.Errorf("mailq = %q, want the message still queued", l.stdout)
+	}
+}
+
+// TestDamagedMessageIsReported: a queued message whose data no longer
+// matches its envelope is never sent and never silently skipped.
+func TestDamagedMessageIsReported(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	wantCode(t, s.run(simple, "-odq", "-f", "a@example.com", "b@example.net"), 0, "")
+	var data string
+	for _, f := range s.spoolFiles() {
+		if strings.HasSuffix(f, ".msg") {
+			data = filepath.Join(s.dir, "spool", f)
+		}
+	}
+	f, err := os.OpenFile(data, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("tampered\r\n")
+	f.Close()
+	o := s.run("", "-q")
+	wantCode(t, o, 0, "cannot deliver")
+	if len(s.srv.Messages()) != 0 {
+		t.Errorf("a damaged message was sent")
+	}
+}
+
+func TestQuietErrorMode(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{{Stage: smarthost.Rcpt, Code: 550, Text: "no"}}}, "", "")
+	o := s.run(simple, "-oeq", "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 67, "")
+	if o.stderr != "" {
+		t.Errorf("-oeq printed %q, want nothing", o.stderr)
+	}
+}
