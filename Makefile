@@ -39,6 +39,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzParseArgs$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run XXX -fuzz '^FuzzParseList$$' -fuzztime $(FUZZTIME) ./internal/address
 	$(GO) test -run XXX -fuzz '^FuzzIntake$$' -fuzztime $(FUZZTIME) ./internal/intake
+	$(GO) test -run XXX -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run XXX -fuzz '^FuzzEnvelope$$' -fuzztime $(FUZZTIME) ./internal/spool
+	$(GO) test -run XXX -fuzz '^FuzzWrite$$' -fuzztime $(FUZZTIME) ./internal/dsn
 
 clean:
 	rm -f $(BIN)
