@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"relaymail/internal/smarthost"
+	"relaymail/internal/testbin"
 )
 
 // binary is the sendmail built once by TestMain.
@@ -58,23 +59,14 @@ func TestMain(m *testing.M) {
 		binary = b
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "relaymail-interop-")
+	path, cleanup, err := testbin.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "sendmail")
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	cmd := exec.Command("go", "build", "-o", binary, ".")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build sendmail: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	binary = path
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
