@@ -744,7 +744,13 @@ func (p *process) background(cfg *Config, args ...string) error {
 		Files: []*os.File{devnull, devnull, devnull},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
-	proc, err := os.StartProcess(exe, append([]string{p.name, "-C", cfg.Path}, args...), attr)
+	argv := []string{p.name}
+	if cfg.Path != defaultConfigPath {
+		// The child must read the same config; the default needs no -C,
+		// which a set-gid install may refuse from ordinary users (#7).
+		argv = append(argv, "-C", cfg.Path)
+	}
+	proc, err := os.StartProcess(exe, append(argv, args...), attr)
 	if err != nil {
 		return err
 	}
