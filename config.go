@@ -71,6 +71,7 @@ type Smarthost struct {
 	Auth                  AuthMode `toml:"auth"`                    // default: AuthAuto
 	Timeout               Duration `toml:"timeout"`                 // default: 30s; > 0
 	InsecurePlaintextAuth bool     `toml:"insecure_plaintext_auth"` // allow AUTH with tls = "none"
+	MaxConnections        int      `toml:"max_connections"`         // background and queue runners at once, each one connection; default 4
 }
 
 // QueueConfig is the [queue] table.
@@ -251,6 +252,8 @@ func parseConfig(path, text string, defaults ConfigDefaults) (*Config, error) {
 			TLS:     TLSStartTLS,
 			Auth:    AuthAuto,
 			Timeout: Duration(30 * time.Second),
+
+			MaxConnections: 4,
 		},
 		Delivery: DeliverInteractive,
 		Queue:    QueueConfig{Dir: "/var/spool/relaymail", MaxAge: Duration(5 * 24 * time.Hour)},
@@ -594,6 +597,9 @@ func (cl *configLoader) validate(c *Config) {
 		cl.errorf(k("smarthost", "username"), "[smarthost] username contains a control character")
 	}
 	cl.validateAuth(sh)
+	if sh.MaxConnections < 1 || sh.MaxConnections > 100 {
+		cl.errorf(k("smarthost", "max_connections"), "[smarthost] max_connections must be 1 to 100, not %d", sh.MaxConnections)
+	}
 	if sh.Timeout <= 0 {
 		cl.errorf(k("smarthost", "timeout"), "[smarthost] timeout must be more than 0s, not %v", sh.Timeout)
 	}

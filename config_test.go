@@ -20,7 +20,7 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/config/*.expecte
 
 // defaultSmarthost is [smarthost] with host set and every default applied.
 func defaultSmarthost(host string) Smarthost {
-	return Smarthost{Host: host, Port: 587, TLS: TLSStartTLS, Auth: AuthAuto, Timeout: Duration(30 * time.Second)}
+	return Smarthost{Host: host, Port: 587, TLS: TLSStartTLS, Auth: AuthAuto, Timeout: Duration(30 * time.Second), MaxConnections: 4}
 }
 
 func TestLoadConfig(t *testing.T) {
@@ -106,7 +106,7 @@ root = "ops@example.net"
 					Smarthost: Smarthost{Host: "smtp.gmail.com", Port: 465, TLS: TLSImplicit, TLSServerName: "smtp.gmail.com",
 						CAFile: "/etc/ssl/extra.pem", Username: "me@example.com",
 						PasswordCommand: []string{"oauth2-token", "--account", "me"}, Auth: AuthXOAUTH2,
-						Timeout: Duration(90 * time.Second)},
+						Timeout: Duration(90 * time.Second), MaxConnections: 4},
 					Queue: QueueConfig{Dir: "/srv/spool", MaxAge: fiveDays}, Delivery: DeliverInteractive,
 					Aliases: map[string]string{"root": "ops@example.net", "www-data": "web@example.com, root"}}
 			},

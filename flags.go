@@ -135,6 +135,7 @@ type Invocation struct {
 	QueueSite     string        // -qR<site>
 	Ignored       []string      // obsolete or ignored flags seen, e.g. "-G", "-om", "-h 30"; shown with -v
 	JSON          bool          // --json: mailq prints JSON, for monitoring
+	Drain         bool          // --drain: deliver what is due, sharing max_connections runners (what -odb starts)
 }
 
 // Flags that take a value and flags that take none, as in Postfix's getopt
@@ -180,6 +181,10 @@ args:
 			continue
 		case arg == "--json":
 			inv.JSON = true
+			continue
+		case arg == "--drain":
+			inv.Mode = ModeQueue
+			inv.Drain = true
 			continue
 		case arg == "--delete":
 			inv.Mode = ModeDelete

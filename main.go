@@ -407,7 +407,7 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 		return nil
 	case DeliverBackground:
 		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "background delivery (-odb)"})
-		if err := p.background(cfg, "-qI"+env.ID); err != nil {
+		if err := p.background(cfg, "--drain"); err != nil {
 			fmt.Fprintf(p.stderr, "%s: queued as %s; background delivery did not start (%v): the next queue run delivers it\n", p.name, env.ID, err)
 		}
 		return nil
@@ -431,7 +431,7 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 	if out.Bounced {
 		// The bounce is queued; deliver it now rather than at the next
 		// queue run, which a container without cron may never have.
-		p.background(cfg, "-q")
+		p.background(cfg, "--drain")
 	}
 	return p.tell(inv, opts.Addr, env.ID, out)
 }
@@ -787,6 +787,16 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 		}
 		if out.Pending > 0 && inv.Verbose > 0 {
 			fmt.Fprintf(p.stderr, "%s: %s still queued: %v\n", p.name, inv.QueueID, out.Err)
+		}
+		return nil
+	}
+	if inv.Drain {
+		st, err := runner.Drain(ctx, cfg.Smarthost.MaxConnections)
+		if err != nil {
+			return sysexits.Errorf(sysexits.TempFail, "%v", err)
+		}
+		if inv.Verbose > 0 {
+			fmt.Fprintf(p.stderr, "%s: drain: %d attempted, %d delivered, %d deferred\n", p.name, st.Attempted, st.Delivered, st.Deferred)
 		}
 		return nil
 	}

@@ -250,3 +250,46 @@ func TestSplitReply(t *testing.T) {
 		}
 	}
 }
+
+func TestAcquireSlot(t *testing.T) {
+	dir := t.TempDir()
+	a, err := AcquireSlot(dir, 2)
+	if err != nil || a == nil {
+		t.Fatalf("first slot: %v, %v", a, err)
+	}
+	b, err := AcquireSlot(dir, 2)
+	if err != nil || b == nil {
+		t.Fatalf("second slot: %v, %v", b, err)
+	}
+	if c, err := AcquireSlot(dir, 2); c != nil || err != nil {
+		t.Fatalf("third of two slots = %v, %v, want none", c, err)
+	}
+	a.Release()
+	c, err := AcquireSlot(dir, 2)
+	if err != nil || c == nil {
+		t.Fatalf("slot after a release: %v, %v", c, err)
+	}
+	b.Release()
+	c.Release()
+}
+
+func TestDrainDeliversArrivals(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	fs := &fakeSession{}
+	var bounces []string
+	r, sp := newRunner(t, fs, c, &bounces)
+	for i := range 5 {
+		enqueue(t, sp, c, "s@x", fmt.Sprintf("r%d@x", i))
+	}
+	st, err := r.Drain(context.Background(), 1)
+	if err != nil || st.Delivered != 5 || len(fs.sent) != 5 {
+		t.Errorf("Drain = %+v, %v; sent %q, want all 5 delivered", st, err, fs.sent)
+	}
+	// With the only slot held elsewhere, Drain leaves the work to it.
+	slot, _ := AcquireSlot(sp.Dir(), 1)
+	defer slot.Release()
+	enqueue(t, sp, c, "s@x", "late@x")
+	if st, err := r.Drain(context.Background(), 1); err != nil || st.Attempted != 0 {
+		t.Errorf("Drain with the slot taken = %+v, %v, want nothing attempted", st, err)
+	}
+}

@@ -48,6 +48,7 @@ func (s *Server) register(c net.Conn) (tc *trackedConn, f *Fault, ok bool) {
 	tc = &trackedConn{Conn: c, s: s, id: len(s.sessions)}
 	s.sessions = append(s.sessions, SessionLog{})
 	s.conns[tc] = struct{}{}
+	s.maxOpen = max(s.maxOpen, len(s.conns))
 	if f = s.fault(Connect, ""); f != nil {
 		s.workers.Add(1)
 	}

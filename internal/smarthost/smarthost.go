@@ -274,6 +274,7 @@ type Server struct {
 	mu        sync.Mutex
 	closed    bool
 	conns     map[*trackedConn]struct{}
+	maxOpen   int // the most connections open at once
 	sessions  []SessionLog
 	messages  []Message
 	faultHits []int
@@ -456,6 +457,15 @@ func (s *Server) wait(n int, timeout time.Duration) error {
 			return fmt.Errorf("smarthost: %d of %d messages arrived within %v", got, n, timeout)
 		}
 	}
+}
+
+// MaxConcurrent returns the largest number of connections that were open
+// at once, as the server saw them (a connection counts until the server
+// has closed its side).
+func (s *Server) MaxConcurrent() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxOpen
 }
 
 // Sessions returns copies of the logs of all connections so far, in the

@@ -516,3 +516,39 @@ func TestQuietErrorMode(t *testing.T) {
 		t.Errorf("-oeq printed %q, want nothing", o.stderr)
 	}
 }
+
+// TestBackgroundBurstSharesConnections: a burst of -odb sends travels over
+// at most max_connections connections, each message exactly once.
+func TestBackgroundBurstSharesConnections(t *testing.T) {
+	s := newSetup(t, smarthost.Options{DataDelay: 20 * time.Millisecond, HashOnly: true}, "", "max_connections = 2\n")
+	const n = 30
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := s.run(fmt.Sprintf("Subject: burst %d\n\nbody\n", i), "-odb", "-f", "a@example.com", fmt.Sprintf("b%02d@example.net", i))
+			if o.code != 0 {
+				t.Errorf("send %d exited %d: %s", i, o.code, o.stderr)
+			}
+		}()
+	}
+	wg.Wait()
+	msgs, err := s.srv.WaitMessages(n, 60*time.Second)
+	if err != nil {
+		t.Fatalf("%d of %d messages arrived: %v", len(s.srv.Messages()), n, err)
+	}
+	seen := map[string]int{}
+	for _, m := range msgs {
+		seen[m.Rcpts[0]]++
+	}
+	for i := range n {
+		if r := fmt.Sprintf("b%02d@example.net", i); seen[r] != 1 {
+			t.Errorf("%s received %d times, want 1", r, seen[r])
+		}
+	}
+	if got := s.srv.MaxConcurrent(); got > 2 {
+		t.Errorf("the smarthost saw %d connections at once, want at most max_connections = 2", got)
+	}
+	t.Logf("burst of %d -odb sends: %d sessions in all, at most %d at once", n, len(s.srv.Sessions()), s.srv.MaxConcurrent())
+}

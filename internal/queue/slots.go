@@ -1,0 +1,111 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// # Runner slots
+//
+// Background deliveries (sendmail -odb) and queue runs share a small number
+// of slots, one connection to the smarthost each: a burst of 200 messages
+// travels over at most max_connections connections, messages back to back,
+// instead of 200 connections at once. A slot is an flock on
+// <spool>/run/slot.<n>; the kernel frees it when its holder dies.
+//
+// A delivery that finds every slot taken leaves its message to the holders.
+// No message is stranded: a holder releases its slot only after a pass
+// that attempted nothing, and then looks at the queue once more; a message
+// committed before that look is seen, and one committed after it finds the
+// slot free.
+
+// Slot is a held runner slot.
+type Slot struct{ f *os.File }
+
+// Release frees the slot.
+func (s *Slot) Release() { s.f.Close() }
+
+// AcquireSlot takes one of n runner slots under spoolDir without waiting.
+// It returns nil and no error when all are taken.
+func AcquireSlot(spoolDir string, n int) (*Slot, error) {
+	dir := filepath.Join(spoolDir, "run")
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("runner slots: %w", err)
+	}
+	for i := range n {
+		path := filepath.Join(dir, fmt.Sprintf("slot.%d", i))
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("runner slots: %w", err)
+		}
+		for {
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			if err != syscall.EINTR {
+				break
+			}
+		}
+		if err == nil {
+			return &Slot{f: f}, nil
+		}
+		f.Close()
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("runner slots: lock %s: %w", path, err)
+		}
+	}
+	return nil, nil
+}
+
+// Drain delivers what is due while it holds a runner slot, until a pass
+// attempts nothing, then looks once more for messages that arrived as it
+// let go. It returns at once when every slot is taken: the holders deliver.
+func (r *Runner) Drain(ctx context.Context, slots int) (Stats, error) {
+	var total Stats
+	for round := 0; round < 3 && ctx.Err() == nil; round++ {
+		slot, err := AcquireSlot(r.o.Spool.Dir(), slots)
+		if err != nil || slot == nil {
+			return total, err
+		}
+		for ctx.Err() == nil {
+			st, err := r.Run(ctx, false)
+			total.add(st)
+			if err != nil {
+				slot.Release()
+				return total, err
+			}
+			if st.Attempted == 0 {
+				break
+			}
+		}
+		slot.Release()
+		if !r.anyDue() {
+			break
+		}
+	}
+	return total, nil
+}
+
+// anyDue reports whether some message waits for an attempt now.
+func (r *Runner) anyDue() bool {
+	envs, _ := r.o.Spool.List()
+	now := r.o.Now()
+	for _, e := range envs {
+		if !r.stuck[e.ID] && !e.NextAttempt.After(now) && len(e.Pending()) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Stats) add(o Stats) {
+	s.Due += o.Due
+	s.Attempted += o.Attempted
+	s.Delivered += o.Delivered
+	s.Deferred += o.Deferred
+	s.Bounced += o.Bounced
+	s.Busy += o.Busy
+	s.Damaged += o.Damaged
+}
