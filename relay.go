@@ -156,6 +156,7 @@ func (e *relayError) result(rcpt string) result {
 type session struct {
 	o      relayOptions
 	c      *smtp.Client
+	conn   net.Conn // what c talks through (TLS when in use)
 	ic     *idleConn
 	used   int  // messages attempted on this connection
 	broken bool // the connection is unusable; dial a new one
@@ -164,7 +165,7 @@ type session struct {
 // dial connects, secures and authenticates a session. It returns a
 // *relayError on failure.
 func dial(ctx context.Context, o relayOptions) (*session, error) {
-	c, ic, rerr := connect(ctx, o)
+	c, conn, ic, rerr := connect(ctx, o)
 	if rerr != nil {
 		rerr.Addr = o.Addr
 		return nil, rerr
@@ -174,13 +175,20 @@ func dial(ctx context.Context, o relayOptions) (*session, error) {
 		rerr.Addr = o.Addr
 		return nil, rerr
 	}
-	return &session{o: o, c: c, ic: ic}, nil
+	return &session{o: o, c: c, conn: conn, ic: ic}, nil
 }
 
 // close says QUIT when the connection is healthy and closes it.
+// close says QUIT when the connection is healthy and closes it without
+// waiting for the reply: every outcome is recorded by then, so the reply
+// would only cost a round trip (Postfix's smtp_skip_quit_response does the
+// same). go-smtp flushes each command, so writing here cannot interleave.
 func (s *session) close() {
 	if !s.broken {
-		s.c.Quit()
+		io.WriteString(s.conn, "QUIT\r\n")
+		if s.o.Debug != nil {
+			io.WriteString(s.o.Debug, "QUIT\r\n")
+		}
 	}
 	s.c.Close()
 }
@@ -374,7 +382,7 @@ func hasNonASCII(s string) bool {
 
 // connect dials the smarthost and returns a client that has said EHLO over
 // TLS (unless tls = "none").
-func connect(ctx context.Context, o relayOptions) (*smtp.Client, *idleConn, *relayError) {
+func connect(ctx context.Context, o relayOptions) (*smtp.Client, net.Conn, *idleConn, *relayError) {
 	dial := o.Dial
 	if dial == nil {
 		d := &net.Dialer{Timeout: o.Timeout}
@@ -382,7 +390,7 @@ func connect(ctx context.Context, o relayOptions) (*smtp.Client, *idleConn, *rel
 	}
 	raw, err := dial(ctx, "tcp", o.Addr)
 	if err != nil {
-		return nil, nil, &relayError{Stage: "cannot connect", Err: err, Hint: connectHint(err)}
+		return nil, nil, nil, &relayError{Stage: "cannot connect", Err: err, Hint: connectHint(err)}
 	}
 	ic := &idleConn{Conn: raw, timeout: o.Timeout, readTimeout: o.Timeout}
 	tlsConfig := &tls.Config{
@@ -398,14 +406,14 @@ func connect(ctx context.Context, o relayOptions) (*smtp.Client, *idleConn, *rel
 		tc := tls.Client(ic, tlsConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
-			return nil, nil, tlsError(err, o)
+			return nil, nil, nil, tlsError(err, o)
 		}
 		conn = tc
 	case TLSStartTLS:
 		tc, greeting, rerr := startTLS(ctx, ic, o, tlsConfig)
 		if rerr != nil {
 			raw.Close()
-			return nil, nil, rerr
+			return nil, nil, nil, rerr
 		}
 		// go-smtp's client expects a greeting. After STARTTLS there is none
 		// (RFC 3207 4.2), so it reads the one the server sent before TLS.
@@ -421,9 +429,9 @@ func connect(ctx context.Context, o relayOptions) (*smtp.Client, *idleConn, *rel
 	}
 	if err := c.Hello(o.Hostname); err != nil {
 		c.Close()
-		return nil, nil, replyError("EHLO refused", err)
+		return nil, nil, nil, replyError("EHLO refused", err)
 	}
-	return c, ic, nil
+	return c, conn, ic, nil
 }
 
 // startTLS runs the plaintext part of the session by hand, so that the EHLO
