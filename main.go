@@ -418,6 +418,7 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)
 		return nil
 	}
+	opts.SkipQuitReply = true
 	runner := p.runner(cfg, sp, opts, log)
 	// -oep, -oew and -oeq tell the caller through stderr and the exit code
 	// when every recipient is refused; -oem and -oee mail a bounce.
@@ -428,9 +429,12 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)
 		return nil
 	}
-	if out.Bounced {
-		// The bounce is queued; deliver it now rather than at the next
-		// queue run, which a container without cron may never have.
+	if out.Bounced || out.Pending == 0 && !sp.Empty() {
+		// A bounce was queued, or older messages wait while the relay
+		// works: deliver them now rather than at the next queue run, which
+		// a container without cron may never have. --drain exits at once
+		// when the runner slots are all busy, and leaves messages that are
+		// not due yet alone.
 		p.background(cfg, "--drain")
 	}
 	return p.tell(inv, opts.Addr, env.ID, out)

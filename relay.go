@@ -52,6 +52,10 @@ type relayOptions struct {
 	// server may spend scanning a large message (RFC 5321 4.5.3.2.6: 10 min).
 	DataTimeout time.Duration
 	Debug       io.Writer // the SMTP conversation for -v, or nil
+	// SkipQuitReply closes after QUIT without reading the reply: for a
+	// caller who waits. Background runners read it, so that a connection
+	// is over, for the server too, before the runner's slot is free.
+	SkipQuitReply bool
 	// Dial opens the TCP connection; nil means a net.Dialer with Timeout.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -179,15 +183,24 @@ func dial(ctx context.Context, o relayOptions) (*session, error) {
 }
 
 // close says QUIT when the connection is healthy and closes it.
-// close says QUIT when the connection is healthy and closes it without
-// waiting for the reply: every outcome is recorded by then, so the reply
-// would only cost a round trip (Postfix's smtp_skip_quit_response does the
-// same). go-smtp flushes each command, so writing here cannot interleave.
+// close says QUIT when the connection is healthy and closes it. With
+// SkipQuitReply it does not wait for the reply: every outcome is recorded
+// by then, so the reply would only cost the waiting caller a round trip
+// (Postfix's smtp_skip_quit_response does the same). go-smtp flushes each
+// command, so writing here cannot interleave with one.
 func (s *session) close() {
 	if !s.broken {
 		io.WriteString(s.conn, "QUIT\r\n")
+		var debug io.Writer = io.Discard
 		if s.o.Debug != nil {
 			io.WriteString(s.o.Debug, "QUIT\r\n")
+			debug = s.o.Debug
+		}
+		if !s.o.SkipQuitReply {
+			// Read the 221 and wait for the server to close, briefly: then
+			// the connection is over for the server too (RFC 5321 3.8).
+			s.ic.readTimeout = 2 * time.Second
+			io.Copy(debug, io.LimitReader(s.conn, 4096))
 		}
 	}
 	s.c.Close()

@@ -569,3 +569,25 @@ func (s *Spool) grab(path string) (*os.File, fs.FileInfo, error) {
 	}
 	return f, fi2, nil
 }
+
+// Empty reports whether the spool holds no committed message, reading
+// directory names only, a few at a time: it is cheap enough to ask after
+// every delivery. An unreadable directory counts as not empty.
+func (s *Spool) Empty() bool {
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(64)
+		for _, n := range names {
+			if strings.HasSuffix(n, ".env") {
+				return false
+			}
+		}
+		if err != nil {
+			return err == io.EOF
+		}
+	}
+}

@@ -823,3 +823,27 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("List = %d envelopes, %q; want %d", len(envs), errs, workers*each)
 	}
 }
+
+func TestEmpty(t *testing.T) {
+	sp, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sp.Empty() {
+		t.Errorf("a new spool is not Empty")
+	}
+	w, err := sp.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: x\r\n\r\nbody\r\n"))
+	if !sp.Empty() {
+		t.Errorf("a message being written makes the spool not Empty")
+	}
+	if err := w.Commit(&Envelope{From: "a@example.com", Recipients: []Recipient{{Addr: "b@example.com", State: Pending}}}); err != nil {
+		t.Fatal(err)
+	}
+	if sp.Empty() {
+		t.Errorf("Empty with a committed message")
+	}
+}
