@@ -52,6 +52,9 @@ type relayOptions struct {
 	// server may spend scanning a large message (RFC 5321 4.5.3.2.6: 10 min).
 	DataTimeout time.Duration
 	Debug       io.Writer // the SMTP conversation for -v, or nil
+	// NoPipelining sends one command at a time even when the server
+	// offers PIPELINING (tests use it to cover both paths).
+	NoPipelining bool
 	// SkipQuitReply closes after QUIT without reading the reply: for a
 	// caller who waits. Background runners read it, so that a connection
 	// is over, for the server too, before the runner's slot is free.
@@ -290,6 +293,9 @@ func (s *session) sendOnce(env envelope, msg io.Reader) ([]result, error) {
 	if limit, ok := c.MaxMessageSize(); ok && limit > 0 && env.Size > int64(limit) {
 		return fail(&relayError{Stage: "message refused", Perm: true,
 			Err: fmt.Errorf("message size %d exceeds the smarthost's limit of %d bytes", env.Size, limit)})
+	}
+	if ok, _ := c.Extension("PIPELINING"); ok && !s.o.NoPipelining {
+		return s.sendPipelined(env, mailOpts, msg, results, fail)
 	}
 	if err := c.Mail(env.From, mailOpts); err != nil {
 		rerr := replyError("MAIL FROM:<"+env.From+"> refused", err)
@@ -706,4 +712,171 @@ func (s *skipWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// sendPipelined sends MAIL, every RCPT and DATA in one flight (RFC 2920),
+// then reads their replies in order: one round trip instead of one per
+// command. go-smtp's client cannot pipeline, so the commands go straight
+// to the connection; its own reader is idle between commands, so nothing
+// it buffered can be lost.
+func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reader, results []result, fail func(*relayError) ([]result, error)) ([]result, error) {
+	var out io.Writer = s.conn
+	var in io.Reader = s.conn
+	if s.o.Debug != nil {
+		out = io.MultiWriter(s.conn, s.o.Debug)
+		in = io.TeeReader(s.conn, s.o.Debug)
+	}
+	bw := bufio.NewWriter(out)
+	fmt.Fprintf(bw, "MAIL FROM:<%s>%s\r\n", env.From, s.mailParams(mo))
+	for _, rcpt := range env.Rcpts {
+		fmt.Fprintf(bw, "RCPT TO:<%s>%s\r\n", rcpt, s.rcptParams(env.Notify))
+	}
+	bw.WriteString("DATA\r\n")
+	if err := bw.Flush(); err != nil {
+		return fail(&relayError{Stage: "MAIL FROM", Err: err})
+	}
+	tr := textproto.NewReader(bufio.NewReader(in))
+	read := func() (int, smtp.EnhancedCode, string, error) {
+		code, text, err := tr.ReadResponse(0)
+		if err != nil {
+			return 0, smtp.EnhancedCode{}, "", err
+		}
+		if enh, rest, ok := splitEnhanced(text); ok {
+			return code, enh, rest, nil
+		}
+		return code, smtp.EnhancedCode{}, text, nil
+	}
+	lost := func(stage string, err error) ([]result, error) {
+		return fail(&relayError{Stage: stage, Err: err})
+	}
+
+	mcode, menh, mtext, err := read()
+	if err != nil {
+		return lost("MAIL FROM", err)
+	}
+	var accepted []int
+	for i := range env.Rcpts {
+		code, enh, text, err := read()
+		if err != nil {
+			return lost("RCPT TO:<"+env.Rcpts[i]+">", err)
+		}
+		switch {
+		case code/100 == 2:
+			results[i].Code = 250
+			accepted = append(accepted, i)
+		case authRequired(code, enh):
+			results[i].Code, results[i].Enhanced, results[i].Text = 454, enh, text // kept for retry
+		default:
+			results[i].Code, results[i].Enhanced, results[i].Text = code, enh, text
+		}
+	}
+	dcode, denh, dtext, err := read()
+	if err != nil {
+		return lost("DATA", err)
+	}
+	if dcode == 354 && (mcode/100 != 2 || len(accepted) == 0) {
+		// RFC 2920 3.1: the server took DATA although nobody can receive
+		// the message: end it empty, so that nothing is delivered.
+		bw.WriteString(".\r\n")
+		if err := bw.Flush(); err != nil {
+			return lost("DATA", err)
+		}
+		if _, _, _, err := read(); err != nil {
+			return lost("DATA", err)
+		}
+	}
+	if mcode/100 != 2 {
+		rerr := &relayError{Stage: "MAIL FROM:<" + env.From + "> refused", Code: mcode, Enhanced: menh, Text: mtext, Perm: mcode/100 == 5}
+		if authRequired(mcode, menh) {
+			rerr.Perm, rerr.Hint = false, authRequiredHint
+		}
+		return fail(rerr)
+	}
+	if len(accepted) == 0 {
+		return results, nil
+	}
+	setAccepted := func(code int, enh smtp.EnhancedCode, text string) {
+		for _, i := range accepted {
+			results[i].Code, results[i].Enhanced, results[i].Text = code, enh, text
+		}
+	}
+	if dcode != 354 {
+		r := (&relayError{Code: dcode, Enhanced: denh, Text: dtext, Perm: dcode/100 == 5}).result("")
+		setAccepted(r.Code, r.Enhanced, r.Text)
+		if dcode == 421 {
+			s.broken = true
+		}
+		return results, nil
+	}
+	dw := textproto.NewWriter(bw).DotWriter()
+	if _, err := io.Copy(dw, msg); err != nil {
+		setAccepted(0, smtp.EnhancedCode{}, fmt.Sprintf("sending message: %v", err))
+		s.broken = true
+		return results, nil
+	}
+	if err := dw.Close(); err != nil {
+		setAccepted(0, smtp.EnhancedCode{}, fmt.Sprintf("sending message: %v", err))
+		s.broken = true
+		return results, nil
+	}
+	s.ic.readTimeout = max(s.o.DataTimeout, s.o.Timeout)
+	code, enh, text, err := read()
+	s.ic.readTimeout = s.o.Timeout
+	if err != nil {
+		// As in sendOnce: no reply to the final dot, so retry (RFC 5321 6.1).
+		setAccepted(0, smtp.EnhancedCode{}, fmt.Sprintf("connection lost after sending the message: %v", err))
+		s.broken = true
+		return results, nil
+	}
+	if code == 421 {
+		s.broken = true
+	}
+	setAccepted(code, enh, text)
+	return results, nil
+}
+
+// mailParams are the MAIL FROM parameters go-smtp's Client.Mail would send
+// for o: BODY, SIZE, SMTPUTF8, and RET and ENVID when the server offers DSN.
+func (s *session) mailParams(o *smtp.MailOptions) string {
+	var b strings.Builder
+	if ok, _ := s.c.Extension("8BITMIME"); ok {
+		b.WriteString(" BODY=8BITMIME")
+	}
+	if ok, _ := s.c.Extension("SIZE"); ok && o.Size != 0 {
+		fmt.Fprintf(&b, " SIZE=%d", o.Size)
+	}
+	if o.UTF8 {
+		b.WriteString(" SMTPUTF8")
+	}
+	if ok, _ := s.c.Extension("DSN"); ok {
+		if o.Return != "" {
+			fmt.Fprintf(&b, " RET=%s", o.Return)
+		}
+		if o.EnvelopeID != "" {
+			fmt.Fprintf(&b, " ENVID=%s", xtext(o.EnvelopeID))
+		}
+	}
+	return b.String()
+}
+
+// rcptParams is NOTIFY when the server offers DSN.
+func (s *session) rcptParams(notify []string) string {
+	if ok, _ := s.c.Extension("DSN"); !ok || len(notify) == 0 {
+		return ""
+	}
+	return " NOTIFY=" + strings.Join(notify, ",")
+}
+
+// xtext encodes s as RFC 3461 4 xtext.
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 33 || c > 126 || c == '+' || c == '=' {
+			fmt.Fprintf(&b, "+%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
