@@ -53,8 +53,10 @@ type relayOptions struct {
 	DataTimeout time.Duration
 	Debug       io.Writer // the SMTP conversation for -v, or nil
 	// NoPipelining sends one command at a time even when the server
-	// offers PIPELINING (tests use it to cover both paths).
+	// offers PIPELINING, and NoChunking uses DATA even when it offers
+	// CHUNKING (tests use them to cover every path).
 	NoPipelining bool
+	NoChunking   bool
 	// SkipQuitReply closes after QUIT without reading the reply: for a
 	// caller who waits. Background runners read it, so that a connection
 	// is over, for the server too, before the runner's slot is free.
@@ -726,12 +728,28 @@ func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reade
 		out = io.MultiWriter(s.conn, s.o.Debug)
 		in = io.TeeReader(s.conn, s.o.Debug)
 	}
-	bw := bufio.NewWriter(out)
+	bw := bufio.NewWriterSize(out, 32<<10)
 	fmt.Fprintf(bw, "MAIL FROM:<%s>%s\r\n", env.From, s.mailParams(mo))
 	for _, rcpt := range env.Rcpts {
 		fmt.Fprintf(bw, "RCPT TO:<%s>%s\r\n", rcpt, s.rcptParams(env.Notify))
 	}
-	bw.WriteString("DATA\r\n")
+	// With CHUNKING (RFC 3030) the message follows in the same flight as
+	// one BDAT LAST chunk, without dot-stuffing: one round trip for the
+	// whole transaction. The server takes the chunk even when it refuses
+	// every recipient, and then refuses the chunk too.
+	chunking := false
+	if ok, _ := s.c.Extension("CHUNKING"); ok && !s.o.NoChunking && env.Size > 0 {
+		chunking = true
+		fmt.Fprintf(bw, "BDAT %d LAST\r\n", env.Size)
+		if n, err := io.CopyN(bw, msg, env.Size); err != nil {
+			// Short or unreadable: the chunk cannot be completed, so the
+			// connection cannot be used again.
+			s.broken = true
+			return fail(&relayError{Stage: "BDAT", Err: fmt.Errorf("message has %d of %d bytes: %v", n, env.Size, err)})
+		}
+	} else {
+		bw.WriteString("DATA\r\n")
+	}
 	if err := bw.Flush(); err != nil {
 		return fail(&relayError{Stage: "MAIL FROM", Err: err})
 	}
@@ -769,6 +787,9 @@ func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reade
 		default:
 			results[i].Code, results[i].Enhanced, results[i].Text = code, enh, text
 		}
+	}
+	if chunking {
+		return s.finishChunk(read, mcode, menh, mtext, env, accepted, results, fail)
 	}
 	dcode, denh, dtext, err := read()
 	if err != nil {
@@ -832,6 +853,47 @@ func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reade
 		s.broken = true
 	}
 	setAccepted(code, enh, text)
+	return results, nil
+}
+
+// finishChunk reads the reply to BDAT LAST, the final reply of the
+// transaction, and records it for the accepted recipients.
+func (s *session) finishChunk(read func() (int, smtp.EnhancedCode, string, error), mcode int, menh smtp.EnhancedCode, mtext string,
+	env envelope, accepted []int, results []result, fail func(*relayError) ([]result, error)) ([]result, error) {
+	s.ic.readTimeout = max(s.o.DataTimeout, s.o.Timeout)
+	code, enh, text, err := read()
+	s.ic.readTimeout = s.o.Timeout
+	if mcode/100 != 2 {
+		if err != nil {
+			s.broken = true
+		}
+		rerr := &relayError{Stage: "MAIL FROM:<" + env.From + "> refused", Code: mcode, Enhanced: menh, Text: mtext, Perm: mcode/100 == 5}
+		if authRequired(mcode, menh) {
+			rerr.Perm, rerr.Hint = false, authRequiredHint
+		}
+		return fail(rerr)
+	}
+	if err != nil {
+		s.broken = true
+		for _, i := range accepted {
+			// No reply to the chunk: as after a lost final dot, retry.
+			results[i].Code, results[i].Enhanced, results[i].Text = 0, smtp.EnhancedCode{}, fmt.Sprintf("connection lost after sending the message: %v", err)
+		}
+		return results, nil
+	}
+	if len(accepted) == 0 {
+		return results, nil // the chunk's refusal says only that nobody took it
+	}
+	r := (&relayError{Code: code, Enhanced: enh, Text: text, Perm: code/100 == 5}).result("")
+	if code/100 == 2 {
+		r = result{Code: code, Enhanced: enh, Text: text}
+	}
+	for _, i := range accepted {
+		results[i].Code, results[i].Enhanced, results[i].Text = r.Code, r.Enhanced, r.Text
+	}
+	if code == 421 {
+		s.broken = true
+	}
 	return results, nil
 }
 

@@ -82,16 +82,21 @@ func TestPipelinedMatchesLockstep(t *testing.T) {
 		{"after the dot", []smarthost.Fault{{Stage: smarthost.DataEnd, Code: 452, Text: "full"}}, []int{452, 452}},
 		{"dropped after the dot", []smarthost.Fault{{Stage: smarthost.DataEnd, Drop: true}}, []int{0, 0}},
 	}
+	modes := []struct {
+		name           string
+		noPipe, noBDAT bool
+	}{{"lockstep", true, true}, {"pipelined DATA", false, true}, {"pipelined BDAT", false, false}}
 	for _, tt := range tests {
-		for _, noPipe := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/no-pipelining=%v", tt.name, noPipe), func(t *testing.T) {
+		for _, mode := range modes {
+			t.Run(tt.name+"/"+mode.name, func(t *testing.T) {
 				srv := smarthost.New(t, smarthost.Options{Users: map[string]string{"u": "p"}, Faults: tt.faults})
 				pool := x509.NewCertPool()
 				pool.AppendCertsFromPEM(srv.CAPEM())
 				o := relayOptions{
 					Addr: srv.Addr(), TLS: TLSStartTLS, ServerName: "smarthost.test", RootCAs: pool,
 					Auth: AuthAuto, Username: "u", Hostname: "app01.example.com",
-					Timeout: 5 * time.Second, DataTimeout: 5 * time.Second, NoPipelining: noPipe,
+					Timeout: 5 * time.Second, DataTimeout: 5 * time.Second,
+					NoPipelining: mode.noPipe, NoChunking: mode.noBDAT,
 				}
 				o.Secret.Value = "p"
 				env := envelope{From: "s@example.com", Rcpts: []string{"a@example.net", "b@example.net"}, Size: 20}
@@ -107,8 +112,12 @@ func TestPipelinedMatchesLockstep(t *testing.T) {
 						accepted++
 					}
 				}
-				if n := len(srv.Messages()); (n == 1) != (accepted > 0) {
-					t.Errorf("%d messages recorded, with %d recipients accepted", n, accepted)
+				msgs := srv.Messages()
+				if (len(msgs) == 1) != (accepted > 0) {
+					t.Errorf("%d messages recorded, with %d recipients accepted", len(msgs), accepted)
+				}
+				if len(msgs) == 1 && string(msgs[0].Data) != "Subject: x\r\n\r\nbody\r\n" {
+					t.Errorf("message = %q", msgs[0].Data)
 				}
 			})
 		}

@@ -48,7 +48,8 @@ func (s *Server) register(c net.Conn) (tc *trackedConn, f *Fault, ok bool) {
 	tc = &trackedConn{Conn: c, s: s, id: len(s.sessions)}
 	s.sessions = append(s.sessions, SessionLog{})
 	s.conns[tc] = struct{}{}
-	s.maxOpen = max(s.maxOpen, len(s.conns))
+	s.open++
+	s.maxOpen = max(s.maxOpen, s.open)
 	if f = s.fault(Connect, ""); f != nil {
 		s.workers.Add(1)
 	}
@@ -131,6 +132,15 @@ type trackedConn struct {
 	readFailed atomic.Bool // a Read returned an error: EOF, timeout, closed
 	lastWrite  atomic.Bool // the last successful operation was a Write
 	closed     atomic.Bool
+	uncounted  atomic.Bool // no longer counted as open (see uncount)
+}
+
+// uncount takes the connection out of the open count, once. Callers hold
+// s.mu.
+func (c *trackedConn) uncount() {
+	if !c.uncounted.Swap(true) {
+		c.s.open--
+	}
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {
@@ -169,6 +179,7 @@ func (c *trackedConn) Close() error {
 	}
 	c.s.mu.Lock()
 	delete(c.s.conns, c)
+	c.uncount()
 	c.s.mu.Unlock()
 	return c.Conn.Close()
 }

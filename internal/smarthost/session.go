@@ -112,6 +112,9 @@ func (ss *session) Logout() error {
 	}
 	if ss.tc.quit() {
 		ss.s.event(ss.id, "QUIT")
+		// The session is over once QUIT is answered, before the TLS
+		// close_notify the client may wait for: count it closed now.
+		ss.tc.uncount()
 	}
 	return nil
 }

@@ -274,6 +274,7 @@ type Server struct {
 	mu        sync.Mutex
 	closed    bool
 	conns     map[*trackedConn]struct{}
+	open      int // connections open now (see trackedConn.uncount)
 	maxOpen   int // the most connections open at once
 	sessions  []SessionLog
 	messages  []Message
@@ -460,8 +461,8 @@ func (s *Server) wait(n int, timeout time.Duration) error {
 }
 
 // MaxConcurrent returns the largest number of connections that were open
-// at once, as the server saw them (a connection counts until the server
-// has closed its side).
+// at once, as the server saw them: a connection counts from its accept
+// until QUIT is answered or, without QUIT, until the server closes it.
 func (s *Server) MaxConcurrent() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

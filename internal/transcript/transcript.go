@@ -14,6 +14,7 @@
 //     No credential, token or its base64 ever reaches the output.
 //   - The message between the 354 reply and the final "." is summarised as one
 //     line with its size: the body is the caller's data, not the conversation.
+//     So is the chunk that follows a BDAT command.
 //   - Bytes that are not printable ASCII are escaped, so a hostile server
 //     cannot send terminal escape sequences to the user's terminal.
 package transcript
@@ -39,6 +40,7 @@ type Writer struct {
 	inData  bool  // between 354 and the lone dot
 	dataLen int64 // bytes of message seen while inData
 	midLine bool  // inData and the last write did not end a line
+	bdat    int64 // bytes of a BDAT chunk still to come (RFC 3030)
 	broken  bool  // the underlying writer failed; stop writing
 }
 
@@ -50,6 +52,16 @@ func New(w io.Writer) *Writer { return &Writer{w: w} }
 func (t *Writer) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
+		if t.bdat > 0 {
+			k := min(int64(len(p)), t.bdat)
+			t.bdat -= k
+			t.dataLen += k
+			p = p[k:]
+			if t.bdat == 0 {
+				t.printf(">>> (message: %d bytes)\n", t.dataLen)
+			}
+			continue
+		}
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			if t.inData {
@@ -101,6 +113,13 @@ func (t *Writer) line(s string) {
 	switch {
 	case t.inAuth:
 		t.print(">>> <redacted>")
+	case hasPrefixFold(s, "BDAT "):
+		t.print(">>> " + s)
+		if f := strings.Fields(s); len(f) >= 2 {
+			if n, err := strconv.ParseInt(f[1], 10, 64); err == nil && n > 0 {
+				t.bdat, t.dataLen = n, 0
+			}
+		}
 	case hasPrefixFold(s, "AUTH "):
 		t.inAuth = true
 		f := strings.Fields(s)

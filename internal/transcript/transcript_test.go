@@ -44,6 +44,12 @@ func TestTranscript(t *testing.T) {
 			want:   "<<< 354 go\n>>> (message: 4 bytes)\n>>> .\n<<< 250 ok\n",
 		},
 		{
+			name:   "BDAT chunk summarised, split across writes",
+			chunks: []string{"RCPT TO:<b@x>\r\nBDAT 25 LAST\r\nSubject: sec", "ret\r\n\r\nbody\r\n", "250 ok\r\n"},
+			want:   ">>> RCPT TO:<b@x>\n>>> BDAT 25 LAST\n>>> (message: 25 bytes)\n<<< 250 ok\n",
+			absent: []string{"secret"},
+		},
+		{
 			name:   "control bytes escaped",
 			chunks: []string{"250 ok \x1b[31mred\r\n"},
 			want:   "<<< 250 ok \\x1b[31mred\n",

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"relaymail/internal/queue"
 	"relaymail/internal/smarthost"
 	"relaymail/internal/testbin"
 )
@@ -83,6 +84,10 @@ dir = %q
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Runs before t.TempDir's removal: background runners that sends left
+	// behind (-odb, or the hand-off after a send) must be done with the
+	// spool first, or the removal races with them.
+	t.Cleanup(func() { waitRunners(filepath.Join(dir, "spool")) })
 	return &setup{t: t, srv: srv, dir: dir, conf: path}
 }
 
@@ -158,6 +163,36 @@ func vmHWM(path string) int64 {
 		}
 	}
 	return 0
+}
+
+// waitRunners waits, up to 20 s, until no background runner holds a slot
+// of the spool for a quiet 200 ms.
+func waitRunners(spoolDir string) {
+	quiet := time.Time{}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var slots []*queue.Slot
+		all := true
+		for range 100 {
+			sl, err := queue.AcquireSlot(spoolDir, 100)
+			if err != nil || sl == nil {
+				all = err != nil // no spool at all: nothing to wait for
+				break
+			}
+			slots = append(slots, sl)
+		}
+		for _, sl := range slots {
+			sl.Release()
+		}
+		if !all {
+			quiet = time.Time{}
+			continue
+		}
+		if quiet.IsZero() {
+			quiet = time.Now()
+		} else if time.Since(quiet) > 200*time.Millisecond {
+			return
+		}
+	}
 }
 
 // one waits for exactly one message and returns it.
