@@ -39,3 +39,17 @@ func Build() (path string, cleanup func(), err error) {
 	}
 	return path, func() { os.RemoveAll(dir) }, nil
 }
+
+// Main is a TestMain for packages that run sendmail as a process: it
+// builds the binary into *path, runs the tests and exits with their code.
+func Main(m interface{ Run() int }, path *string) {
+	p, cleanup, err := Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*path = p
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}

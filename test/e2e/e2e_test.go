@@ -24,15 +24,7 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	path, cleanup, err := testbin.Build()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = path
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	testbin.Main(m, &binary)
 }
 
 // setup holds one smarthost and a config pointing at it.

@@ -59,15 +59,7 @@ func TestMain(m *testing.M) {
 		binary = b
 		os.Exit(m.Run())
 	}
-	path, cleanup, err := testbin.Build()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = path
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	testbin.Main(m, &binary)
 }
 
 // client is one program setup.sh obtained, as its status file records it.
