@@ -217,6 +217,7 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 				// Damaged (its data does not match its envelope, or cannot
 				// be read): never attempted, so it must be said.
 				st.Damaged++
+				r.stuck[env.ID] = true // said once per process
 				r.notice(env, "cannot deliver: %v; see the spool directory", err)
 				continue
 			}
