@@ -84,9 +84,10 @@ type Options struct {
 // Runner delivers queued messages.
 type Runner struct {
 	o Options
-	// stuck holds messages whose envelope could not be updated after an
-	// attempt: retrying them in this process would send again to
-	// recipients that already have the message.
+	// stuck holds messages this process leaves alone: their envelope
+	// could not be updated after an attempt (retrying would send again to
+	// recipients that already have the message), or they are damaged
+	// (reported once).
 	stuck map[string]bool
 }
 
