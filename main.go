@@ -580,30 +580,19 @@ func (p *process) logger(inv Invocation) *maillog.Logger {
 	return maillog.New(maillog.Options{Syslog: true, Fallback: p.stderr, Echo: inv.Verbose > 0})
 }
 
-// logResults writes one log line per outcome: recipients that share a
-// status and reply share a line.
+// logResults writes one log line per outcome of a direct delivery.
 func logResults(log *maillog.Logger, base maillog.Entry, results []result) {
-	type key struct{ status, reply string }
-	var order []key
-	groups := map[key][]string{}
-	for _, r := range results {
+	outcomes := make([]maillog.Outcome, len(results))
+	for i, r := range results {
 		status := "deferred"
 		if r.Sent() {
 			status = "sent"
 		} else if r.Permanent() {
 			status = "bounced"
 		}
-		k := key{status, r.Reply()}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], r.Rcpt)
+		outcomes[i] = maillog.Outcome{Rcpt: r.Rcpt, Status: status, Reply: r.Reply()}
 	}
-	for _, k := range order {
-		e := base
-		e.To, e.Status, e.Reply = groups[k], k.status, k.reply
-		log.Log(e)
-	}
+	log.LogEach(base, outcomes)
 }
 
 // relayOptions turns the config's [smarthost] section into relay settings.

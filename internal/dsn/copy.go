@@ -188,45 +188,21 @@ func (c *copier) line(fold bool) (eof bool, err error) {
 // piece returns the next piece of the current line (see lines.Piece).
 func (c *copier) piece() ([]byte, bool, error) { return lines.Piece(c.br) }
 
-type lineKind int
+// The line kinds of lines.Classify.
+type lineKind = lines.Kind
 
 const (
-	lineEOF lineKind = iota
-	lineEmpty
-	lineField
-	lineContinuation
-	lineBody
+	lineEOF          = lines.EOF
+	lineEmpty        = lines.Empty
+	lineField        = lines.Field
+	lineContinuation = lines.Continuation
+	lineBody         = lines.Body
 )
 
-// classify decides what a line starting with p is. It returns ok == false
-// when p ends before the decision (all of p is a possible field name).
-func classify(p []byte, haveField bool) (kind lineKind, ok bool) {
-	switch p[0] {
-	case '\r', '\n':
-		return lineEmpty, true
-	case ' ', '\t':
-		if haveField {
-			return lineContinuation, true
-		}
-		return lineBody, true // a header cannot start with a continuation
-	}
-	i := 0
-	for i < len(p) && p[i] >= '!' && p[i] <= '~' && p[i] != ':' { // RFC 5322 2.2 ftext
-		i++
-	}
-	if i == 0 {
-		return lineBody, true
-	}
-	for i < len(p) && (p[i] == ' ' || p[i] == '\t') {
-		i++
-	}
-	switch {
-	case i == len(p):
-		return 0, false
-	case p[i] == ':':
-		return lineField, true
-	}
-	return lineBody, true
+// classify is lines.Classify.
+func classify(p []byte, haveField bool) (lineKind, bool) {
+	kind, _, ok := lines.Classify(p, haveField)
+	return kind, ok
 }
 
 // headerLine classifies the line at the current position of the header.

@@ -227,47 +227,19 @@ func (c *copier) atDot() (bool, error) {
 	return false, readErr(err)
 }
 
-type lineKind int
+// The line kinds of lines.Classify.
+type lineKind = lines.Kind
 
 const (
-	lineEOF lineKind = iota
-	lineEmpty
-	lineField
-	lineContinuation
-	lineBody
+	lineEOF          = lines.EOF
+	lineEmpty        = lines.Empty
+	lineField        = lines.Field
+	lineContinuation = lines.Continuation
+	lineBody         = lines.Body
 )
 
-// classify decides what a line starting with p is. It returns ok == false
-// when p ends before the decision (all of p is a possible field name).
-func classify(p []byte, haveField bool) (kind lineKind, nameLen int, ok bool) {
-	switch p[0] {
-	case '\r', '\n':
-		return lineEmpty, 0, true
-	case ' ', '\t':
-		if haveField {
-			return lineContinuation, 0, true
-		}
-		return lineBody, 0, true // a header cannot start with a continuation
-	}
-	i := 0
-	for i < len(p) && p[i] >= '!' && p[i] <= '~' && p[i] != ':' { // RFC 5322 2.2 ftext
-		i++
-	}
-	if i == 0 {
-		return lineBody, 0, true
-	}
-	j := i
-	for j < len(p) && (p[j] == ' ' || p[j] == '\t') {
-		j++
-	}
-	switch {
-	case j == len(p):
-		return 0, 0, false
-	case p[j] == ':':
-		return lineField, i, true
-	}
-	return lineBody, 0, true
-}
+// classify is lines.Classify.
+func classify(p []byte, haveField bool) (lineKind, int, bool) { return lines.Classify(p, haveField) }
 
 // headerLine classifies the line at the current position of the header
 // and returns the field name of a field line. It peeks no further than the

@@ -1,7 +1,8 @@
 // Package lines reads text whose lines may end in LF, CRLF or a bare CR,
 // in pieces, so that a line of any length never sits in memory whole. The
 // intake of messages and the copy of an original into a bounce both read
-// this way, so a message's lines mean the same thing to both.
+// this way and classify header lines with Classify, so a message's lines
+// mean the same thing to both.
 package lines
 
 import (
@@ -57,4 +58,49 @@ func Piece(br *bufio.Reader) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	return nil, true, nil
+}
+
+// Kind is what a line of a message's header block is.
+type Kind int
+
+const (
+	EOF          Kind = iota // no more input
+	Empty                    // the empty line that ends the header
+	Field                    // "Name:" starts a header field
+	Continuation             // white space continues the previous field
+	Body                     // anything else: the body starts here
+)
+
+// Classify decides what a line starting with p is; haveField says whether
+// a field came before (a header cannot start with a continuation). It
+// returns the length of the field name for a Field, and ok == false when p
+// ends before the decision (all of p is a possible field name).
+func Classify(p []byte, haveField bool) (kind Kind, nameLen int, ok bool) {
+	switch p[0] {
+	case '\r', '\n':
+		return Empty, 0, true
+	case ' ', '\t':
+		if haveField {
+			return Continuation, 0, true
+		}
+		return Body, 0, true
+	}
+	i := 0
+	for i < len(p) && p[i] >= '!' && p[i] <= '~' && p[i] != ':' { // RFC 5322 2.2 ftext
+		i++
+	}
+	if i == 0 {
+		return Body, 0, true
+	}
+	j := i
+	for j < len(p) && (p[j] == ' ' || p[j] == '\t') {
+		j++
+	}
+	switch {
+	case j == len(p):
+		return 0, 0, false
+	case p[j] == ':':
+		return Field, i, true
+	}
+	return Body, 0, true
 }

@@ -51,3 +51,28 @@ func TestPiece(t *testing.T) {
 		})
 	}
 }
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		in        string
+		haveField bool
+		kind      Kind
+		nameLen   int
+		ok        bool
+	}{
+		{"\r\n", true, Empty, 0, true},
+		{" folded", true, Continuation, 0, true},
+		{" folded", false, Body, 0, true},
+		{"Subject: x", false, Field, 7, true},
+		{"Subject : x", false, Field, 7, true},
+		{"Subj", false, 0, 0, false},
+		{"hello world", false, Body, 0, true},
+		{":no name", false, Body, 0, true},
+	}
+	for _, tt := range tests {
+		kind, n, ok := Classify([]byte(tt.in), tt.haveField)
+		if kind != tt.kind || n != tt.nameLen || ok != tt.ok {
+			t.Errorf("Classify(%q, %v) = %v, %d, %v, want %v, %d, %v", tt.in, tt.haveField, kind, n, ok, tt.kind, tt.nameLen, tt.ok)
+		}
+	}
+}

@@ -128,6 +128,31 @@ func (l *Logger) Log(e Entry) {
 	}
 }
 
+// Outcome is one recipient's status and reply in an attempt.
+type Outcome struct {
+	Rcpt, Status, Reply string
+}
+
+// LogEach logs outcomes as entries like base: recipients that share a
+// status and a reply share a line, in the order they first appear.
+func (l *Logger) LogEach(base Entry, outcomes []Outcome) {
+	type key struct{ status, reply string }
+	var order []key
+	groups := map[key][]string{}
+	for _, o := range outcomes {
+		k := key{o.Status, o.Reply}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], o.Rcpt)
+	}
+	for _, k := range order {
+		e := base
+		e.To, e.Status, e.Reply = groups[k], k.status, k.reply
+		l.Log(e)
+	}
+}
+
 // Notice logs an entry the operator must see: to syslog and, when there is
 // no syslog or -v echoes, to the fallback writer as well.
 func (l *Logger) Notice(e Entry) {

@@ -72,3 +72,18 @@ func TestNoSyslogIsQuiet(t *testing.T) {
 		t.Errorf("output without syslog and without echo = %q, want none", out.String())
 	}
 }
+
+func TestLogEachGroups(t *testing.T) {
+	var out strings.Builder
+	l := New(Options{Fallback: &out, Echo: true})
+	l.LogEach(Entry{ID: "01X", UID: -1, From: "a@b"}, []Outcome{
+		{Rcpt: "c@d", Status: "sent", Reply: "250 ok"},
+		{Rcpt: "e@f", Status: "bounced", Reply: "550 no"},
+		{Rcpt: "g@h", Status: "sent", Reply: "250 ok"},
+	})
+	want := "01X: from=<a@b> to=<c@d>,<g@h> delay=0.00 status=sent (250 ok)\n" +
+		"01X: from=<a@b> to=<e@f> delay=0.00 status=bounced (550 no)\n"
+	if out.String() != want {
+		t.Errorf("LogEach wrote\n%s\nwant\n%s", out.String(), want)
+	}
+}

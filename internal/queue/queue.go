@@ -389,10 +389,8 @@ func (r *Runner) logResults(env *spool.Envelope, results []Result, delay, age ti
 	if r.o.Log == nil {
 		return
 	}
-	type key struct{ status, reply string }
-	var order []key
-	groups := map[key][]string{}
-	for _, res := range results {
+	outcomes := make([]maillog.Outcome, len(results))
+	for i, res := range results {
 		status := "deferred"
 		if res.Sent() {
 			status = "sent"
@@ -404,16 +402,9 @@ func (r *Runner) logResults(env *spool.Envelope, results []Result, delay, age ti
 				status = "expired"
 			}
 		}
-		k := key{status, res.Reply}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], res.Rcpt)
+		outcomes[i] = maillog.Outcome{Rcpt: res.Rcpt, Status: status, Reply: res.Reply}
 	}
-	for _, k := range order {
-		r.o.Log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: groups[k],
-			Relay: r.o.Relay, Delay: age, Status: k.status, Reply: k.reply})
-	}
+	r.o.Log.LogEach(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, Relay: r.o.Relay, Delay: age}, outcomes)
 }
 
 func (r *Runner) logf(env *spool.Envelope, format string, args ...any) {
