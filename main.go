@@ -9,7 +9,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +34,7 @@ import (
 	"relaymail/internal/spool"
 	"relaymail/internal/sysexits"
 	"relaymail/internal/transcript"
+	"relaymail/internal/trust"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").
@@ -622,15 +622,13 @@ func (p *process) relayOptions(cfg *Config, inv Invocation) (relayOptions, error
 		if err != nil {
 			return o, sysexits.Errorf(sysexits.Config, "%s: [smarthost] ca_file: %v", cfg.Path, err)
 		}
-		pool, err := x509.SystemCertPool()
+		pool, err := trust.PoolFromPEM(pem)
 		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return o, sysexits.Errorf(sysexits.Config, "%s: [smarthost] ca_file %s holds no PEM certificate", cfg.Path, sh.CAFile)
+			return o, sysexits.Errorf(sysexits.Config, "%s: [smarthost] ca_file %s %v", cfg.Path, sh.CAFile, err)
 		}
 		o.RootCAs = pool
 	}
+	o.CertFiles, o.CertDirs = trust.FromEnv(p.env)
 	if inv.Verbose > 0 {
 		o.Debug = transcript.New(p.stderr)
 	}

@@ -98,11 +98,17 @@ func (s *setup) run(stdin string, args ...string) outcome {
 
 func runBinary(t *testing.T, stdin interface{ Read([]byte) (int, error) }, args ...string) outcome {
 	t.Helper()
+	return runBinaryEnv(t, stdin, nil, args...)
+}
+
+// runBinaryEnv is runBinary with env added to the child's environment.
+func runBinaryEnv(t *testing.T, stdin interface{ Read([]byte) (int, error) }, env []string, args ...string) outcome {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir(), "LANG=C"}
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir(), "LANG=C"}, env...)
 	if d := os.Getenv("GOCOVERDIR"); d != "" {
 		cmd.Env = append(cmd.Env, "GOCOVERDIR="+d)
 	}

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/base64"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,6 +31,44 @@ func TestUntrustedCertificateSendsNothing(t *testing.T) {
 	wantQueued(t, o, "certificate not trusted")
 	wantQueued(t, o, "hint: if the smarthost uses a private CA, set ca_file")
 	s.nothingSent()
+}
+
+// TestSystemRoots sends without ca_file: the smarthost's CA is one of the
+// system's roots, named by $SSL_CERT_FILE as crypto/x509 honours it, in a
+// bundle where it sits among the machine's real roots. Without the
+// variable the same config is refused, so the bundle is what was used.
+func TestSystemRoots(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	conf, err := os.ReadFile(s.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCA := regexp.MustCompile(`(?m)^ca_file = .*\n`).ReplaceAll(conf, nil)
+	if bytes.Equal(noCA, conf) {
+		t.Fatal("no ca_file line in the config")
+	}
+	if err := os.WriteFile(s.conf, noCA, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(s.dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	system, _ := os.ReadFile("/etc/ssl/certs/ca-certificates.crt") // may be missing: the CA alone then
+	bundle := filepath.Join(s.dir, "bundle.pem")
+	if err := os.WriteFile(bundle, append(append(system, '\n'), ca...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+
+	o := runBinaryEnv(t, strings.NewReader(simple), []string{"SSL_CERT_FILE=" + bundle, "SSL_CERT_DIR=" + empty},
+		"-C", s.conf, "-f", "a@example.com", "b@example.net")
+	wantCode(t, o, 0, "")
+	wantEnvelope(t, s.one(), "a@example.com", "b@example.net")
+
+	o = runBinaryEnv(t, strings.NewReader(simple), []string{"SSL_CERT_DIR=" + empty},
+		"-C", s.conf, "-f", "a@example.com", "b@example.net")
+	wantQueued(t, o, "certificate not trusted")
 }
 
 func TestWrongCertificateNameSendsNothing(t *testing.T) {
