@@ -48,11 +48,11 @@ type relayOptions struct {
 	// certificate directories ($SSL_CERT_FILE, $SSL_CERT_DIR); nil for
 	// the defaults.
 	CertFiles, CertDirs []string
-	Auth       AuthMode
-	Username   string
-	Secret     secret.Source
-	Hostname   string        // EHLO name
-	Timeout    time.Duration // connect, and each read or write
+	Auth                AuthMode
+	Username            string
+	Secret              secret.Source
+	Hostname            string        // EHLO name
+	Timeout             time.Duration // connect, and each read or write
 	// DataTimeout bounds the wait for the reply to the final dot, which a
 	// server may spend scanning a large message (RFC 5321 4.5.3.2.6: 10 min).
 	DataTimeout time.Duration
