@@ -82,8 +82,8 @@ func TestDiskFull(t *testing.T) {
 }
 
 // TestDiskFullAtEnvelope fills the disk with the data exactly, so that
-// the envelope is what does not fit: Commit fails with 75 after having
-// placed the data, and removes it.
+// the envelope is what does not fit: Commit fails with 75 and removes the
+// data.
 func TestDiskFullAtEnvelope(t *testing.T) {
 	dir := mountTmpfs(t, "size=64k")
 	s, err := Open(Options{Dir: dir + "/spool"})
@@ -108,8 +108,8 @@ func TestDiskFullAtEnvelope(t *testing.T) {
 	}
 	err = w.Commit(testEnvelope())
 	wantError(t, "Commit", err, sysexits.TempFail, "spool "+s.Dir()+"/tmp-"+w.ID+"-", ": no space left on device")
-	if !strings.Contains(strings.Join(steps, "\n"), "create spool "+w.ID+".msg") {
-		t.Errorf("Commit failed before placing the data; steps:\n%s", strings.Join(steps, "\n"))
+	if n := strings.Count(strings.Join(steps, "\n"), "write spool tmp-"+w.ID); n != 2 {
+		t.Errorf("Commit failed before writing the envelope; steps:\n%s", strings.Join(steps, "\n"))
 	}
 	wantEntries(t, s.Dir(), "failed")
 	s.fault = nil

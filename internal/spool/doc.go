@@ -66,17 +66,22 @@
 // [Spool.Create] opens tmp-<ID>-<R> and locks it; the message is streamed
 // into it. [Writer.Commit] then:
 //
-//  1. flushes and fsyncs the data file;
-//  2. links it to <ID>.msg, which fails rather than replace an existing
-//     file, removes the temporary name and fsyncs Dir;
-//  3. writes the envelope to a second temporary file and fsyncs it;
-//  4. links it to <ID>.env, removes the temporary name and fsyncs Dir.
+//  1. flushes the data file, writes the envelope to a second temporary
+//     file, and fsyncs both (at once);
+//  2. links the data to <ID>.msg and then the envelope to <ID>.env, each
+//     failing rather than replace an existing file;
+//  3. removes both temporary names and fsyncs Dir.
 //
 // The envelope's presence is the commit point: a message whose <ID>.env
 // exists is complete, and only such messages are listed. Data without an
 // envelope is a message still being written or one whose sender died.
 // When any step fails, Commit removes what it wrote, envelope first, and
 // returns an error carrying [sysexits.TempFail] or [sysexits.CantCreat].
+//
+// That is two fsync waits, the least that makes a new name durable: the
+// contents, then the directory. The order of the two links is what other
+// processes rely on; the single directory fsync is what the sender relies
+// on, since Commit returns only after it.
 //
 // # Locking
 //
@@ -102,17 +107,23 @@
 //     file. Nothing is listed: the sender was not told the message was
 //     accepted. Cleanup removes the data without envelope, and the
 //     temporary files.
-//   - after <ID>.env is linked, before Commit returns: the message is
-//     committed and will be delivered, but the sender may not know; it may
-//     submit it again (a duplicate, never a loss). A temporary second name
-//     of the envelope may remain; Cleanup removes that name.
+//   - after <ID>.env is linked, before Commit's directory fsync: a process
+//     crash leaves a committed message, which will be delivered, though
+//     the sender was not told (it may submit it again: a duplicate, never
+//     a loss). A power loss may keep any subset of the four name changes,
+//     since nothing orders them on disk before the fsync, so it may also
+//     leave <ID>.env without <ID>.msg: the sender was not told, the
+//     message cannot be sent, and Cleanup removes that envelope (List
+//     reports it until then).
 //   - during [Item.Update]: the old envelope, or the new one, and perhaps
 //     the new one's temporary file, which Cleanup removes. A power loss
 //     before the directory fsync may bring back the old one: a recipient
 //     recorded as sent may be sent again.
-//   - during [Item.Remove], which removes the envelope first and fsyncs Dir
-//     before removing the data: <ID>.msg without envelope, removed by
-//     Cleanup. The envelope is never left without its data.
+//   - during or after [Item.Remove], which removes the envelope and then
+//     the data without fsyncing Dir: a process crash leaves <ID>.msg
+//     without envelope, removed by Cleanup. A power loss within the
+//     writeback interval may bring back both files (the message is sent
+//     again), or the envelope alone, which Cleanup removes.
 //   - during [Item.Fail], which moves the envelope to failed/ first and then
 //     the data: failed/<ID>.env, with <ID>.msg still in Dir. Cleanup sees
 //     data without envelope whose envelope is in failed/ and finishes the

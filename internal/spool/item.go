@@ -146,10 +146,15 @@ func (it *Item) Update() error {
 }
 
 // Remove takes a delivered message out of the queue: it removes the
-// envelope first (the commit point of the removal), fsyncs Dir, and then
-// removes the data. Should it fail after removing the envelope, the data
-// remains without it and Cleanup removes it later; the message is gone
-// from the queue either way. The Item stays locked until Unlock.
+// envelope first (the commit point of the removal), then the data. It
+// does not fsync Dir: a process that dies after Remove leaves nothing
+// behind, and a power loss within the file system's writeback interval
+// (seconds) may bring back the message, which is then delivered again: a
+// duplicate, never a loss, as Postfix's queue manager also accepts. It
+// may bring back the envelope alone, which Cleanup removes (see Crashes).
+// Should Remove fail after removing the envelope, the data remains without
+// it and Cleanup removes it later; the message is gone from the queue
+// either way. The Item stays locked until Unlock.
 func (it *Item) Remove() error {
 	if err := it.usable("remove"); err != nil {
 		return err
@@ -159,11 +164,6 @@ func (it *Item) Remove() error {
 		return err
 	}
 	it.gone = true
-	// The envelope's removal must be durable before the data's: an
-	// envelope without its data is a message that can never be sent.
-	if err := s.syncDir(s.dir); err != nil {
-		return err
-	}
 	return s.remove(s.path(it.id, ".msg"))
 }
 

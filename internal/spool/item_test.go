@@ -239,8 +239,8 @@ func TestRemoveFault(t *testing.T) {
 	s, clock := newSpool(t)
 	id := commit(t, s, "hi\r\n")
 	it := lock(t, s, id)
-	s.fault = faultAt(opSync, "dir", 1, syscall.EIO)
-	wantError(t, "Remove", it.Remove(), sysexits.TempFail, "sync spool "+s.Dir()+": input/output error")
+	s.fault = faultAt(opRemove, ".msg", 1, syscall.EIO)
+	wantError(t, "Remove", it.Remove(), sysexits.TempFail, "remove spool "+s.Dir()+"/"+id+".msg: input/output error")
 	s.fault = nil
 	wantEntries(t, s.Dir(), "failed", id+".msg")
 	if envs, errs := s.List(); len(envs) != 0 || len(errs) != 0 {
@@ -382,14 +382,14 @@ func TestHelperProcess(t *testing.T) {
 		}
 		w.Write([]byte(strings.Repeat("x", 3*bufSize)))
 		stall()
-	case "commit": // the data linked, the envelope not yet made
+	case "commit": // the data linked, the envelope not yet
 		w, err := s.Create()
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(1)
 		}
 		w.Write([]byte("half committed\r\n"))
-		s.fault = at(opCreate, "tmp")
+		s.fault = at(opCreate, ".env")
 		w.Commit(testEnvelope())
 	case "remove", "fail": // the envelope gone, the data not yet
 		it, err := s.Lock(id)
@@ -496,7 +496,9 @@ func TestCrashDuringCommit(t *testing.T) {
 	clock.Set(time.Now().Add(time.Hour)) // the files' times are real
 	kill := crash(t, "commit", s, "-")
 	names := entries(t, s.Dir())
-	if len(names) != 2 || !strings.HasSuffix(names[0], ".msg") {
+	// <ID>.msg, failed, and the temporary names of the data and of the
+	// envelope.
+	if len(names) != 4 || !strings.HasSuffix(names[0], ".msg") || !isTemp(names[2]) || !isTemp(names[3]) {
 		t.Fatalf("in the middle of Commit, Dir holds %q", names)
 	}
 	id := strings.TrimSuffix(names[0], ".msg")
@@ -513,8 +515,8 @@ func TestCrashDuringCommit(t *testing.T) {
 	if _, err := s.Lock(id); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Lock after the crash = %v, want ErrNotFound", err)
 	}
-	if n, err := s.Cleanup(0); n != 1 || err != nil {
-		t.Errorf("Cleanup = %d, %v; want 1, nil", n, err)
+	if n, err := s.Cleanup(0); n != 3 || err != nil {
+		t.Errorf("Cleanup = %d, %v; want 3, nil", n, err)
 	}
 	wantEntries(t, s.Dir(), "failed")
 }

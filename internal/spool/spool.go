@@ -227,10 +227,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 
 // Commit makes the message durable and visible to the queue. It sets
 // env.ID to w.ID, env.Version to [Version], env.Size to the bytes written
-// and, when zero, env.Created to the spool's clock; then it fsyncs the data
-// and links it to <ID>.msg, fsyncs Dir, writes and fsyncs the envelope,
-// links it to <ID>.env (the commit point) and fsyncs Dir again. When it
-// returns nil the message survives a crash or a power loss.
+// and, when zero, env.Created to the spool's clock; then it writes the
+// envelope to a temporary file, fsyncs it and the data (at once), links
+// the data to <ID>.msg and the envelope to <ID>.env (the commit point),
+// removes the temporary names and fsyncs Dir. When it returns nil the
+// message survives a crash or a power loss.
 //
 // When Commit fails it removes everything it wrote, envelope first, so
 // that no part of the message stays visible, and returns an error
@@ -258,22 +259,6 @@ func (w *Writer) Commit(env *Envelope) error {
 	if err != nil {
 		return w.fail(sysexits.Wrap(sysexits.DataErr, fmt.Errorf("commit spool message %s: %w", w.ID, err)))
 	}
-	if err := s.sync(w.f); err != nil {
-		return w.fail(err)
-	}
-	// The data's name must be durable before the envelope's: an envelope
-	// whose data is lost would be a message we accepted and cannot send.
-	if err := s.link(w.tmp, s.path(w.ID, ".msg")); err != nil {
-		return w.fail(err)
-	}
-	w.msg = s.path(w.ID, ".msg")
-	if err := s.remove(w.tmp); err != nil {
-		return w.fail(err)
-	}
-	w.tmp = ""
-	if err := s.syncDir(s.dir); err != nil {
-		return w.fail(err)
-	}
 	w.envF, w.envTmp, err = s.createTemp(w.ID)
 	if err != nil {
 		return w.fail(err)
@@ -281,17 +266,40 @@ func (w *Writer) Commit(env *Envelope) error {
 	if err := s.writeAll(w.envF, data); err != nil {
 		return w.fail(err)
 	}
-	if err := s.sync(w.envF); err != nil {
+	// Both files' contents must be on disk before either final name is.
+	// The two fsyncs run at once: on a journalling file system the second
+	// usually rides on the first one's journal commit.
+	syncErr := make(chan error, 1)
+	go func() { syncErr <- s.sync(w.envF) }()
+	err = s.sync(w.f)
+	if err2 := <-syncErr; err == nil {
+		err = err2
+	}
+	if err != nil {
 		return w.fail(err)
 	}
+	// The data's name first, the envelope's (the commit point) second, so
+	// that a process that sees the envelope finds the data.
+	if err := s.link(w.tmp, s.path(w.ID, ".msg")); err != nil {
+		return w.fail(err)
+	}
+	w.msg = s.path(w.ID, ".msg")
 	if err := s.link(w.envTmp, s.path(w.ID, ".env")); err != nil {
 		return w.fail(err)
 	}
 	w.env = s.path(w.ID, ".env")
+	if err := s.remove(w.tmp); err != nil {
+		return w.fail(err)
+	}
+	w.tmp = ""
 	if err := s.remove(w.envTmp); err != nil {
 		return w.fail(err)
 	}
 	w.envTmp = ""
+	// One fsync of Dir makes all four name changes durable. A power loss
+	// before it ends may keep any subset of them: see Crashes in the
+	// package doc for why an envelope whose data name was lost is not a
+	// lost message.
 	if err := s.syncDir(s.dir); err != nil {
 		return w.fail(err)
 	}
@@ -450,9 +458,10 @@ func (s *Spool) readEnvelope(dirfd int, id string, buf []byte) (*Envelope, []byt
 	return e, buf, nil
 }
 
-// Cleanup removes what crashed senders left behind: temporary files, and
-// data files without an envelope, whose modification time is older than
-// olderThan. It skips every file that is locked, so it never touches a
+// Cleanup removes what crashed senders left behind: temporary files, data
+// files without an envelope, and envelopes without a data file (a power
+// loss during Commit or after Remove), whose modification time is older
+// than olderThan. It skips every file that is locked, so it never touches a
 // message being written, delivered or moved, and never removes data whose
 // envelope exists. Data without an envelope whose envelope is in failed/
 // (a crash in the middle of [Item.Fail]) is moved there, whatever its age.
@@ -479,6 +488,11 @@ func (s *Spool) Cleanup(olderThan time.Duration) (removed int, err error) {
 				continue
 			}
 			n, err = s.reapData(id, cutoff)
+		} else if id, ok := strings.CutSuffix(name, ".env"); ok && validID(id) {
+			if _, ok := slices.BinarySearch(names, id+".msg"); ok {
+				continue
+			}
+			n, err = s.reapEnvelope(id, cutoff)
 		}
 		removed += n
 		if err != nil {
@@ -496,6 +510,29 @@ func (s *Spool) reapTemp(path string, cutoff time.Time) (int, error) {
 	}
 	defer f.Close()
 	if fi.ModTime().After(cutoff) {
+		return 0, nil
+	}
+	if err := s.remove(path); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
+
+// reapEnvelope removes an envelope whose data file is missing, once older
+// than cutoff. Only a power loss leaves one (see Crashes): Commit links the
+// data first and Remove removes the envelope first, so no live process
+// ever shows one, and the message it describes was never acknowledged
+// (or was delivered and removed).
+func (s *Spool) reapEnvelope(id string, cutoff time.Time) (int, error) {
+	path := s.path(id, ".env")
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && !fi.Mode().IsRegular() {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, spoolError(opRead, path, err)
+	}
+	if fi.ModTime().After(cutoff) || exists(s.path(id, ".msg")) {
 		return 0, nil
 	}
 	if err := s.remove(path); err != nil {
