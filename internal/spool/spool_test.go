@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -731,13 +732,14 @@ func TestCleanupDuringCommit(t *testing.T) {
 	}
 	defer w.Abort()
 	var steps []string
-	inHook := false // Cleanup's own steps are not Commit's
+	// Cleanup's own steps are not Commit's. Commit's two fsyncs run at
+	// once: the one that finds the hook busy is not checked.
+	var inHook atomic.Bool
 	s.fault = func(op, path string) error {
-		if inHook {
+		if !inHook.CompareAndSwap(false, true) {
 			return nil
 		}
-		inHook = true
-		defer func() { inHook = false }()
+		defer inHook.Store(false)
 		steps = append(steps, op+" "+filepath.Base(path))
 		if n, err := s.Cleanup(0); n != 0 || err != nil {
 			t.Errorf("at %s %s: Cleanup(0) = %d, %v; want 0, nil", op, path, n, err)
