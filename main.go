@@ -406,6 +406,12 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "delivery mode queue (-odq)"})
 		return nil
 	case DeliverBackground:
+		if !queue.SlotFree(sp.Dir(), cfg.Smarthost.MaxConnections) {
+			// Every runner slot is held by a runner that will see this
+			// message before it lets go: no process to start.
+			log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "background delivery (-odb) by a running queue runner"})
+			return nil
+		}
 		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "background delivery (-odb)"})
 		if err := p.background(cfg, "--drain"); err != nil {
 			fmt.Fprintf(p.stderr, "%s: queued as %s; background delivery did not start (%v): the next queue run delivers it\n", p.name, env.ID, err)
@@ -435,7 +441,9 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 		// a container without cron may never have. --drain exits at once
 		// when the runner slots are all busy, and leaves messages that are
 		// not due yet alone.
-		p.background(cfg, "--drain")
+		if queue.SlotFree(sp.Dir(), cfg.Smarthost.MaxConnections) {
+			p.background(cfg, "--drain")
+		}
 	}
 	return p.tell(inv, opts.Addr, env.ID, out)
 }
@@ -731,8 +739,10 @@ func (p *process) background(cfg *Config, args ...string) error {
 		return err
 	}
 	defer devnull.Close()
-	attr := &os.ProcAttr{
-		Files: []*os.File{devnull, devnull, devnull},
+	fd := devnull.Fd()
+	attr := &syscall.ProcAttr{
+		Env:   os.Environ(),
+		Files: []uintptr{fd, fd, fd},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
 	argv := []string{p.name}
@@ -741,11 +751,11 @@ func (p *process) background(cfg *Config, args ...string) error {
 		// which a set-gid install may refuse from ordinary users (#7).
 		argv = append(argv, "-C", cfg.Path)
 	}
-	proc, err := os.StartProcess(exe, append(argv, args...), attr)
-	if err != nil {
-		return err
-	}
-	return proc.Release()
+	// syscall.ForkExec rather than os.StartProcess: the latter first forks
+	// a throwaway child to probe for pidfd support, half a millisecond of
+	// a -odb caller's time, for a process we never wait for.
+	_, err = syscall.ForkExec(exe, append(argv, args...), attr)
+	return err
 }
 
 // runQueue is sendmail -q: deliver what is queued, once, or every interval

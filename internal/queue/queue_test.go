@@ -264,7 +264,16 @@ func TestAcquireSlot(t *testing.T) {
 	if c, err := AcquireSlot(dir, 2); c != nil || err != nil {
 		t.Fatalf("third of two slots = %v, %v, want none", c, err)
 	}
+	if SlotFree(dir, 2) {
+		t.Error("SlotFree with both slots held = true")
+	}
+	if !SlotFree(dir, 3) {
+		t.Error("SlotFree with one of three free = false")
+	}
 	a.Release()
+	if !SlotFree(dir, 2) {
+		t.Error("SlotFree after a release = false")
+	}
 	c, err := AcquireSlot(dir, 2)
 	if err != nil || c == nil {
 		t.Fatalf("slot after a release: %v, %v", c, err)

@@ -59,6 +59,25 @@ func AcquireSlot(spoolDir string, n int) (*Slot, error) {
 	return nil, nil
 }
 
+// SlotFree reports whether one of n runner slots under spoolDir is free
+// now, so that starting a background Drain is worth it: when every slot is
+// taken, their holders will see a message committed before the call (see
+// Runner slots). It takes a free slot and lets go of it at once; a Drain
+// that finds every slot taken in that instant returns, which is why a true
+// answer must be followed by starting a Drain. Errors answer true: better
+// a Drain too many than a message left waiting.
+func SlotFree(spoolDir string, n int) bool {
+	slot, err := AcquireSlot(spoolDir, n)
+	if err != nil {
+		return true
+	}
+	if slot == nil {
+		return false
+	}
+	slot.Release()
+	return true
+}
+
 // Drain delivers what is due while it holds a runner slot, until a pass
 // attempts nothing, then looks once more for messages that arrived as it
 // let go. It returns at once when every slot is taken: the holders deliver.
