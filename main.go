@@ -707,21 +707,46 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, opts relayOptions, log *m
 type relaySession struct{ s *session }
 
 func (r *relaySession) Send(env *spool.Envelope, rcpts []string, body io.Reader) ([]queue.Result, error) {
+	results, err := r.s.send(relayEnvelope(env, rcpts), body)
+	return queueResults(results), err
+}
+
+// SendBatch sends several messages in one flight when the server allows.
+func (r *relaySession) SendBatch(jobs []queue.Job) []queue.Sent {
+	envs := make([]envelope, len(jobs))
+	bodies := make([]io.Reader, len(jobs))
+	for i, j := range jobs {
+		envs[i], bodies[i] = relayEnvelope(j.Env, j.Rcpts), j.Body
+	}
+	results, errs := r.s.sendBatch(envs, bodies)
+	out := make([]queue.Sent, len(jobs))
+	for i := range jobs {
+		out[i] = queue.Sent{Results: queueResults(results[i]), Err: errs[i]}
+	}
+	return out
+}
+
+// relayEnvelope is what MAIL and RCPT say for a queued message sent to
+// rcpts.
+func relayEnvelope(env *spool.Envelope, rcpts []string) envelope {
 	e := envelope{
 		From: env.From, Rcpts: rcpts, Body: env.Body, EightBit: env.EightBit, Size: env.Size,
 		Return: env.Return, EnvID: env.EnvID,
 	}
 	for _, rc := range env.Recipients {
-		if rc.Addr == rcpts[0] {
+		if len(rcpts) > 0 && rc.Addr == rcpts[0] {
 			e.Notify = rc.Notify
 		}
 	}
-	results, err := r.s.send(e, body)
+	return e
+}
+
+func queueResults(results []result) []queue.Result {
 	out := make([]queue.Result, len(results))
 	for i, res := range results {
 		out[i] = queue.Result{Rcpt: res.Rcpt, Code: res.Code, Reply: res.Reply()}
 	}
-	return out, err
+	return out
 }
 
 func (r *relaySession) Broken() bool { return r.s.broken }

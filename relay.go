@@ -237,23 +237,32 @@ func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]
 func (s *session) send(env envelope, msg io.Reader) ([]result, error) {
 	results, err := s.sendOnce(env, msg)
 	for i := range results {
-		r := &results[i]
-		if r.Code < 200 || r.Code > 599 {
-			if r.Code != 0 {
-				r.Text = fmt.Sprintf("unexpected reply code %d: %s", r.Code, r.Text)
-			}
-			r.Code = 0
-		}
-		r.Text = oneLine(r.Text)
+		results[i] = safeResult(results[i])
 	}
 	return results, err
 }
 
-// sendOnce delivers one message. It returns one result per recipient of env,
-// in order, and a *relayError when the message failed as a whole before
-// RCPT; then every result carries that failure. After an error the session
-// may be broken (see s.broken).
-func (s *session) sendOnce(env envelope, msg io.Reader) ([]result, error) {
+// safeResult turns a code outside 200-599 into no reply and makes the
+// text one line.
+func safeResult(r result) result {
+	if r.Code < 200 || r.Code > 599 {
+		if r.Code != 0 {
+			r.Text = fmt.Sprintf("unexpected reply code %d: %s", r.Code, r.Text)
+		}
+		r.Code = 0
+	}
+	r.Text = oneLine(r.Text)
+	return r
+}
+
+// failFunc gives every recipient of a message one failure, returns the
+// results and the failure, and marks the session broken when the failure
+// leaves it unusable.
+type failFunc func(*relayError) ([]result, error)
+
+// newResults returns the results of env's recipients, to be filled, and
+// the failFunc that fills them all at once.
+func (s *session) newResults(env envelope) ([]result, failFunc) {
 	results := make([]result, len(env.Rcpts))
 	for i, rcpt := range env.Rcpts {
 		results[i].Rcpt = rcpt
@@ -268,12 +277,29 @@ func (s *session) sendOnce(env envelope, msg io.Reader) ([]result, error) {
 		}
 		return results, err
 	}
+	return results, fail
+}
+
+// sendOnce delivers one message. It returns one result per recipient of env,
+// in order, and a *relayError when the message failed as a whole before
+// RCPT; then every result carries that failure. After an error the session
+// may be broken (see s.broken).
+func (s *session) sendOnce(env envelope, msg io.Reader) ([]result, error) {
+	results, fail := s.newResults(env)
 	if s.broken {
 		return fail(&relayError{Stage: "session", Err: errors.New("connection already broken")})
 	}
 	c := s.c
-	if s.used > 0 {
-		// RFC 5321 4.1.1.5: start the next transaction from a clean state.
+	mailOpts, rerr := s.mailOptions(env)
+	if rerr != nil {
+		return fail(rerr)
+	}
+	rset := s.used > 0 // RFC 5321 4.1.1.5: start the next transaction from a clean state
+	if ok, _ := c.Extension("PIPELINING"); ok && !s.o.NoPipelining {
+		s.used++
+		return s.sendPipelined(env, mailOpts, msg, results, fail, rset)
+	}
+	if rset {
 		if err := c.Reset(); err != nil {
 			// A server that refuses RSET cannot be trusted with the next
 			// transaction: this message waits for a new connection.
@@ -282,28 +308,6 @@ func (s *session) sendOnce(env envelope, msg io.Reader) ([]result, error) {
 		}
 	}
 	s.used++
-
-	mailOpts := &smtp.MailOptions{Size: env.Size, EnvelopeID: env.EnvID}
-	if env.Body != "" {
-		mailOpts.Body = smtp.BodyType(env.Body)
-	}
-	if env.Return != "" {
-		mailOpts.Return = smtp.DSNReturn(env.Return)
-	}
-	if needsUTF8(env) {
-		if ok, _ := c.Extension("SMTPUTF8"); !ok {
-			return fail(&relayError{Stage: "message refused", Perm: true,
-				Err: errors.New("an address is not ASCII and the smarthost does not offer SMTPUTF8 (RFC 6531)")})
-		}
-		mailOpts.UTF8 = true
-	}
-	if limit, ok := c.MaxMessageSize(); ok && limit > 0 && env.Size > int64(limit) {
-		return fail(&relayError{Stage: "message refused", Perm: true,
-			Err: fmt.Errorf("message size %d exceeds the smarthost's limit of %d bytes", env.Size, limit)})
-	}
-	if ok, _ := c.Extension("PIPELINING"); ok && !s.o.NoPipelining {
-		return s.sendPipelined(env, mailOpts, msg, results, fail)
-	}
 	if err := c.Mail(env.From, mailOpts); err != nil {
 		rerr := replyError("MAIL FROM:<"+env.From+"> refused", err)
 		if authRequired(rerr.Code, rerr.Enhanced) {
@@ -388,6 +392,31 @@ func (s *session) sendOnce(env envelope, msg io.Reader) ([]result, error) {
 	}
 	setAccepted(code, enh, text)
 	return results, nil
+}
+
+// mailOptions are MAIL FROM's parameters for env, or the reason the
+// message cannot go to this server at all (permanent: an address needs
+// SMTPUTF8, or the message exceeds the server's SIZE).
+func (s *session) mailOptions(env envelope) (*smtp.MailOptions, *relayError) {
+	mo := &smtp.MailOptions{Size: env.Size, EnvelopeID: env.EnvID}
+	if env.Body != "" {
+		mo.Body = smtp.BodyType(env.Body)
+	}
+	if env.Return != "" {
+		mo.Return = smtp.DSNReturn(env.Return)
+	}
+	if needsUTF8(env) {
+		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
+			return nil, &relayError{Stage: "message refused", Perm: true,
+				Err: errors.New("an address is not ASCII and the smarthost does not offer SMTPUTF8 (RFC 6531)")}
+		}
+		mo.UTF8 = true
+	}
+	if limit, ok := s.c.MaxMessageSize(); ok && limit > 0 && env.Size > int64(limit) {
+		return nil, &relayError{Stage: "message refused", Perm: true,
+			Err: fmt.Errorf("message size %d exceeds the smarthost's limit of %d bytes", env.Size, limit)}
+	}
+	return mo, nil
 }
 
 func needsUTF8(env envelope) bool {
@@ -729,40 +758,123 @@ func (s *skipWriter) Write(p []byte) (int, error) {
 
 // sendPipelined sends MAIL, every RCPT and DATA in one flight (RFC 2920),
 // then reads their replies in order: one round trip instead of one per
-// command. go-smtp's client cannot pipeline, so the commands go straight
-// to the connection; its own reader is idle between commands, so nothing
-// it buffered can be lost.
-func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reader, results []result, fail func(*relayError) ([]result, error)) ([]result, error) {
+// command. With rset, RSET leads the flight. go-smtp's client cannot
+// pipeline, so the commands go straight to the connection; its own reader
+// is idle between commands, so nothing it buffered can be lost.
+func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reader, results []result, fail failFunc, rset bool) ([]result, error) {
+	bw, read := s.pipe()
+	// With CHUNKING (RFC 3030) the message follows in the same flight as
+	// one BDAT LAST chunk, without dot-stuffing: one round trip for the
+	// whole transaction. The server takes the chunk even when it refuses
+	// every recipient, and then refuses the chunk too.
+	chunking := s.chunking() && env.Size > 0
+	if err := s.writeTx(bw, env, mo, msg, rset, chunking); err != nil {
+		return fail(err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(&relayError{Stage: "MAIL FROM", Err: err})
+	}
+	if chunking {
+		return s.readTx(read, env, results, fail, rset)
+	}
+	mcode, menh, mtext, accepted, rerr := s.readEnvelopeReplies(read, env, results, rset)
+	if rerr != nil {
+		return fail(rerr)
+	}
+	return s.finishData(bw, read, env, msg, results, fail, mcode, menh, mtext, accepted)
+}
+
+// sendBatch sends several messages in one flight when the server offers
+// PIPELINING and CHUNKING: for each, RSET (but before the session's first),
+// MAIL, the RCPTs and the message as BDAT LAST, all written before any reply
+// is read. RFC 2920 3.1 lets every one of these commands but the last be
+// followed by more, and RFC 3030 2 lets BDAT be pipelined, so a queue run
+// sends a burst of messages in one round trip. Without both extensions,
+// or for a message of size 0, messages go one by one. It returns each
+// message's results and error, as send does.
+func (s *session) sendBatch(envs []envelope, msgs []io.Reader) ([][]result, []error) {
+	all := make([][]result, len(envs))
+	errs := make([]error, len(envs))
+	piped, _ := s.c.Extension("PIPELINING")
+	if len(envs) < 2 || !piped || s.o.NoPipelining || !s.chunking() {
+		for i := range envs {
+			all[i], errs[i] = s.send(envs[i], msgs[i])
+		}
+		return all, errs
+	}
+	type tx struct {
+		i       int
+		results []result
+		fail    failFunc
+		rset    bool
+	}
+	var flight, later []tx
+	bw, read := s.pipe()
+	for i, env := range envs {
+		results, fail := s.newResults(env)
+		t := tx{i: i, results: results, fail: fail}
+		if s.broken {
+			all[i], errs[i] = fail(&relayError{Stage: "session", Err: errors.New("connection lost before the message was sent")})
+			continue
+		}
+		mo, rerr := s.mailOptions(env)
+		switch {
+		case rerr != nil:
+			all[i], errs[i] = fail(rerr)
+			continue
+		case env.Size <= 0:
+			later = append(later, t)
+			continue
+		}
+		t.rset = s.used > 0
+		s.used++
+		if err := s.writeTx(bw, env, mo, msgs[i], t.rset, true); err != nil {
+			// The chunk is short, so the server waits for its missing
+			// bytes: nothing more can go on this connection. The replies
+			// to what went before still come.
+			all[i], errs[i] = fail(err)
+			continue
+		}
+		flight = append(flight, t)
+	}
+	if err := bw.Flush(); err != nil {
+		// Some of the flight may have gone: read what replies there are;
+		// the first missing one fails its message and the rest, all kept
+		// for retry.
+		s.broken = true
+	}
+	for _, t := range flight {
+		all[t.i], errs[t.i] = s.readTx(read, envs[t.i], t.results, t.fail, t.rset)
+	}
+	for _, t := range later {
+		all[t.i], errs[t.i] = s.send(envs[t.i], msgs[t.i])
+	}
+	for i := range all {
+		for k := range all[i] {
+			all[i][k] = safeResult(all[i][k])
+		}
+	}
+	return all, errs
+}
+
+// chunking reports whether messages go as BDAT.
+func (s *session) chunking() bool {
+	ok, _ := s.c.Extension("CHUNKING")
+	return ok && !s.o.NoChunking
+}
+
+// replyFunc reads one reply of a pipelined flight.
+type replyFunc func() (int, smtp.EnhancedCode, string, error)
+
+// pipe returns a buffered writer to the connection and a reader of
+// replies, both copied to the -v transcript. The reader must be used for
+// every reply of what the writer sent, and for nothing after it.
+func (s *session) pipe() (*bufio.Writer, replyFunc) {
 	var out io.Writer = s.conn
 	var in io.Reader = s.conn
 	if s.o.Debug != nil {
 		out = io.MultiWriter(s.conn, s.o.Debug)
 		in = io.TeeReader(s.conn, s.o.Debug)
-	}
-	bw := bufio.NewWriterSize(out, 32<<10)
-	fmt.Fprintf(bw, "MAIL FROM:<%s>%s\r\n", env.From, s.mailParams(mo))
-	for _, rcpt := range env.Rcpts {
-		fmt.Fprintf(bw, "RCPT TO:<%s>%s\r\n", rcpt, s.rcptParams(env.Notify))
-	}
-	// With CHUNKING (RFC 3030) the message follows in the same flight as
-	// one BDAT LAST chunk, without dot-stuffing: one round trip for the
-	// whole transaction. The server takes the chunk even when it refuses
-	// every recipient, and then refuses the chunk too.
-	chunking := false
-	if ok, _ := s.c.Extension("CHUNKING"); ok && !s.o.NoChunking && env.Size > 0 {
-		chunking = true
-		fmt.Fprintf(bw, "BDAT %d LAST\r\n", env.Size)
-		if n, err := io.CopyN(bw, msg, env.Size); err != nil {
-			// Short or unreadable: the chunk cannot be completed, so the
-			// connection cannot be used again.
-			s.broken = true
-			return fail(&relayError{Stage: "BDAT", Err: fmt.Errorf("message has %d of %d bytes: %v", n, env.Size, err)})
-		}
-	} else {
-		bw.WriteString("DATA\r\n")
-	}
-	if err := bw.Flush(); err != nil {
-		return fail(&relayError{Stage: "MAIL FROM", Err: err})
 	}
 	tr := textproto.NewReader(bufio.NewReader(in))
 	read := func() (int, smtp.EnhancedCode, string, error) {
@@ -775,19 +887,68 @@ func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reade
 		}
 		return code, smtp.EnhancedCode{}, text, nil
 	}
-	lost := func(stage string, err error) ([]result, error) {
-		return fail(&relayError{Stage: stage, Err: err})
-	}
+	return bufio.NewWriterSize(out, 32<<10), read
+}
 
+// writeTx writes one transaction's commands: RSET with rset, MAIL, the
+// RCPTs, and then either the whole message as BDAT LAST (chunking) or
+// DATA. Its error is for a message shorter than its size: the session is
+// then broken.
+func (s *session) writeTx(bw *bufio.Writer, env envelope, mo *smtp.MailOptions, msg io.Reader, rset, chunking bool) *relayError {
+	if rset {
+		bw.WriteString("RSET\r\n")
+	}
+	fmt.Fprintf(bw, "MAIL FROM:<%s>%s\r\n", env.From, s.mailParams(mo))
+	for _, rcpt := range env.Rcpts {
+		fmt.Fprintf(bw, "RCPT TO:<%s>%s\r\n", rcpt, s.rcptParams(env.Notify))
+	}
+	if !chunking {
+		bw.WriteString("DATA\r\n")
+		return nil
+	}
+	fmt.Fprintf(bw, "BDAT %d LAST\r\n", env.Size)
+	if n, err := io.CopyN(bw, msg, env.Size); err != nil {
+		// Short or unreadable: the chunk cannot be completed, so the
+		// connection cannot be used again.
+		s.broken = true
+		return &relayError{Stage: "BDAT", Err: fmt.Errorf("message has %d of %d bytes: %v", n, env.Size, err)}
+	}
+	return nil
+}
+
+// readTx reads the replies to what writeTx sent with chunking.
+func (s *session) readTx(read replyFunc, env envelope, results []result, fail failFunc, rset bool) ([]result, error) {
+	mcode, menh, mtext, accepted, rerr := s.readEnvelopeReplies(read, env, results, rset)
+	if rerr != nil {
+		return fail(rerr)
+	}
+	return s.finishChunk(read, mcode, menh, mtext, env, accepted, results, fail)
+}
+
+// readEnvelopeReplies reads the replies to RSET (with rset), MAIL and the
+// RCPTs, and fills in the results of the recipients: 250 for the accepted
+// ones, listed in accepted, the refusal for the others. rerr is a lost
+// connection. Should the server have refused the RSET, the session is
+// broken and every refusal of this transaction becomes temporary.
+func (s *session) readEnvelopeReplies(read replyFunc, env envelope, results []result, rset bool) (mcode int, menh smtp.EnhancedCode, mtext string, accepted []int, rerr *relayError) {
+	var rsetText string
+	if rset {
+		code, _, text, err := read()
+		if err != nil {
+			return 0, menh, "", nil, &relayError{Stage: "RSET", Err: err}
+		}
+		if code/100 != 2 {
+			rsetText = fmt.Sprintf("RSET refused: %d %s", code, text)
+		}
+	}
 	mcode, menh, mtext, err := read()
 	if err != nil {
-		return lost("MAIL FROM", err)
+		return 0, menh, "", nil, &relayError{Stage: "MAIL FROM", Err: err}
 	}
-	var accepted []int
 	for i := range env.Rcpts {
 		code, enh, text, err := read()
 		if err != nil {
-			return lost("RCPT TO:<"+env.Rcpts[i]+">", err)
+			return 0, menh, "", nil, &relayError{Stage: "RCPT TO:<" + env.Rcpts[i] + ">", Err: err}
 		}
 		switch {
 		case code/100 == 2:
@@ -799,8 +960,29 @@ func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reade
 			results[i].Code, results[i].Enhanced, results[i].Text = code, enh, text
 		}
 	}
-	if chunking {
-		return s.finishChunk(read, mcode, menh, mtext, env, accepted, results, fail)
+	if rsetText != "" {
+		// The server could not clear the previous transaction, so its
+		// refusals here may say only that ("503 nested MAIL"): none of
+		// them may bounce the message. What it accepted stands.
+		s.broken = true
+		for i := range results {
+			if results[i].Code/100 != 2 {
+				results[i].Code, results[i].Enhanced, results[i].Text = 0, smtp.EnhancedCode{}, rsetText
+			}
+		}
+		if mcode/100 != 2 {
+			mcode, menh, mtext = 0, smtp.EnhancedCode{}, rsetText
+		}
+	}
+	return mcode, menh, mtext, accepted, nil
+}
+
+// finishData ends a pipelined transaction that used DATA: it reads the
+// reply to DATA, sends the message after a 354 and reads the final reply.
+func (s *session) finishData(bw *bufio.Writer, read replyFunc, env envelope, msg io.Reader, results []result, fail failFunc,
+	mcode int, menh smtp.EnhancedCode, mtext string, accepted []int) ([]result, error) {
+	lost := func(stage string, err error) ([]result, error) {
+		return fail(&relayError{Stage: stage, Err: err})
 	}
 	dcode, denh, dtext, err := read()
 	if err != nil {
@@ -818,11 +1000,7 @@ func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reade
 		}
 	}
 	if mcode/100 != 2 {
-		rerr := &relayError{Stage: "MAIL FROM:<" + env.From + "> refused", Code: mcode, Enhanced: menh, Text: mtext, Perm: mcode/100 == 5}
-		if authRequired(mcode, menh) {
-			rerr.Perm, rerr.Hint = false, authRequiredHint
-		}
-		return fail(rerr)
+		return fail(mailRefused(env, mcode, menh, mtext))
 	}
 	if len(accepted) == 0 {
 		return results, nil
@@ -867,10 +1045,23 @@ func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reade
 	return results, nil
 }
 
+// mailRefused is the failure of a transaction whose MAIL FROM was refused
+// (code 0: an RSET the server refused, see readEnvelopeReplies).
+func mailRefused(env envelope, code int, enh smtp.EnhancedCode, text string) *relayError {
+	rerr := &relayError{Stage: "MAIL FROM:<" + env.From + "> refused", Code: code, Enhanced: enh, Text: text, Perm: code/100 == 5}
+	if code == 0 {
+		rerr.Stage, rerr.Err = "MAIL FROM", errors.New(text)
+	}
+	if authRequired(code, enh) {
+		rerr.Perm, rerr.Hint = false, authRequiredHint
+	}
+	return rerr
+}
+
 // finishChunk reads the reply to BDAT LAST, the final reply of the
 // transaction, and records it for the accepted recipients.
-func (s *session) finishChunk(read func() (int, smtp.EnhancedCode, string, error), mcode int, menh smtp.EnhancedCode, mtext string,
-	env envelope, accepted []int, results []result, fail func(*relayError) ([]result, error)) ([]result, error) {
+func (s *session) finishChunk(read replyFunc, mcode int, menh smtp.EnhancedCode, mtext string,
+	env envelope, accepted []int, results []result, fail failFunc) ([]result, error) {
 	s.ic.readTimeout = max(s.o.DataTimeout, s.o.Timeout)
 	code, enh, text, err := read()
 	s.ic.readTimeout = s.o.Timeout
@@ -878,11 +1069,7 @@ func (s *session) finishChunk(read func() (int, smtp.EnhancedCode, string, error
 		if err != nil {
 			s.broken = true
 		}
-		rerr := &relayError{Stage: "MAIL FROM:<" + env.From + "> refused", Code: mcode, Enhanced: menh, Text: mtext, Perm: mcode/100 == 5}
-		if authRequired(mcode, menh) {
-			rerr.Perm, rerr.Hint = false, authRequiredHint
-		}
-		return fail(rerr)
+		return fail(mailRefused(env, mcode, menh, mtext))
 	}
 	if err != nil {
 		s.broken = true

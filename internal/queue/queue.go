@@ -61,6 +61,32 @@ type Session interface {
 	Close()
 }
 
+// Batcher is a Session that can send several messages at once: in one
+// round trip when the server allows it. Run uses it for runs of due
+// messages.
+type Batcher interface {
+	SendBatch(jobs []Job) []Sent
+}
+
+// Job is one message for SendBatch.
+type Job struct {
+	Env   *spool.Envelope
+	Rcpts []string
+	Body  io.Reader
+}
+
+// Sent is what Send would have returned for one Job.
+type Sent struct {
+	Results []Result
+	Err     error
+}
+
+// Batches of Run: at most this many messages and about this many bytes.
+const (
+	batchMessages = 50
+	batchBytes    = 8 << 20
+)
+
 // Options configure a Runner.
 type Options struct {
 	Spool *spool.Spool
@@ -184,6 +210,35 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 			sess.Close()
 		}
 	}()
+	// Due messages are locked and collected into a batch, which goes in
+	// one SendBatch when the session can, or one by one.
+	var batch []*spool.Item
+	var batchSize int64
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if dialErr == nil && (sess == nil || sess.Broken()) {
+			if sess != nil {
+				sess.Close()
+				sess = nil
+			}
+			// A dial failure is kept for the rest of this run: every
+			// due message is deferred (and may expire) without a new
+			// connection attempt each.
+			sess, dialErr = r.o.Dial(ctx)
+		}
+		for k, out := range r.deliverBatch(batch, sess, dialErr) {
+			batch[k].Unlock()
+			st.count(out)
+		}
+		batch, batchSize = nil, 0
+	}
+	defer func() {
+		for _, it := range batch {
+			it.Unlock()
+		}
+	}()
 	seen := map[string]bool{}
 	for pass := 0; pass < 2; pass++ {
 		envs, errs := r.o.Spool.List()
@@ -200,6 +255,7 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		now := r.o.Now()
 		for _, env := range envs {
 			if ctx.Err() != nil {
+				flush()
 				return st, nil
 			}
 			if seen[env.ID] || r.stuck[env.ID] || !force && env.NextAttempt.After(now) {
@@ -227,32 +283,13 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 				item.Unlock()
 				continue
 			}
-			if dialErr == nil && (sess == nil || sess.Broken()) {
-				if sess != nil {
-					sess.Close()
-					sess = nil
-				}
-				// A dial failure is kept for the rest of this run: every
-				// due message is deferred (and may expire) without a new
-				// connection attempt each.
-				sess, dialErr = r.o.Dial(ctx)
-			}
-			out, err := r.deliver(item, sess, dialErr, false)
-			item.Unlock()
-			if err != nil {
-				r.stuck[env.ID] = true
-				r.notice(env, "recording the outcome failed: %v; the message stays queued and may be sent again to recipients that have it", err)
-			}
-			st.Attempted++
-			switch {
-			case len(out.Failed) > 0:
-				st.Bounced++
-			case out.Pending > 0:
-				st.Deferred++
-			default:
-				st.Delivered++
+			batch = append(batch, item)
+			batchSize += item.Env.Size
+			if len(batch) >= batchMessages || batchSize >= batchBytes {
+				flush()
 			}
 		}
+		flush()
 		if st.Bounced == bounced || dialErr != nil {
 			break
 		}
@@ -260,22 +297,103 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 	return st, nil
 }
 
-// deliver makes one attempt on a locked message and records the outcome.
-func (r *Runner) deliver(item *spool.Item, sess Session, sessErr error, callerTold bool) (Outcome, error) {
-	env := item.Env
-	out := Outcome{ID: env.ID}
+// count adds one attempt's outcome to the statistics.
+func (st *Stats) count(out Outcome) {
+	st.Attempted++
+	switch {
+	case len(out.Failed) > 0:
+		st.Bounced++
+	case out.Pending > 0:
+		st.Deferred++
+	default:
+		st.Delivered++
+	}
+}
+
+// deliverBatch makes one attempt on each locked message of batch and
+// records the outcomes, through one SendBatch when sess can and there is
+// more than one message. Failures to record are noticed and the message
+// left alone for the rest of the process, as deliver's callers do.
+func (r *Runner) deliverBatch(batch []*spool.Item, sess Session, sessErr error) []Outcome {
+	outs := make([]Outcome, len(batch))
+	b, ok := sess.(Batcher)
+	if !ok || sessErr != nil || len(batch) < 2 {
+		for k, item := range batch {
+			out, err := r.deliver(item, sess, sessErr, false)
+			r.recorded(item, err)
+			outs[k] = out
+		}
+		return outs
+	}
+	start := r.o.Now()
+	jobs := make([]Job, 0, len(batch))
+	var bodies []io.Closer
+	defer func() {
+		for _, c := range bodies {
+			c.Close()
+		}
+	}()
+	var sendable []int // indexes in batch of the jobs
+	for k, item := range batch {
+		body, err := item.Open()
+		if err != nil {
+			r.stuck[item.Env.ID] = true
+			r.notice(item.Env, "cannot deliver: open queued message: %v", err)
+			outs[k] = Outcome{ID: item.Env.ID, Pending: len(item.Env.Pending()), Err: err}
+			continue
+		}
+		bodies = append(bodies, body)
+		jobs = append(jobs, Job{Env: item.Env, Rcpts: pendingAddrs(item.Env), Body: body})
+		sendable = append(sendable, k)
+	}
+	sent := b.SendBatch(jobs)
+	for j, k := range sendable {
+		item := batch[k]
+		var out Outcome
+		var err error
+		if j >= len(sent) || len(sent[j].Results) != len(jobs[j].Rcpts) {
+			err = fmt.Errorf("session gave no results or the wrong number for %d recipients", len(jobs[j].Rcpts))
+			out = Outcome{ID: item.Env.ID}
+		} else {
+			out, err = r.record(item, sent[j].Results, sent[j].Err, start, false)
+		}
+		r.recorded(item, err)
+		outs[k] = out
+	}
+	return outs
+}
+
+// recorded notices a failure to record an outcome: the message is left
+// alone for the rest of the process.
+func (r *Runner) recorded(item *spool.Item, err error) {
+	if err != nil {
+		r.stuck[item.Env.ID] = true
+		r.notice(item.Env, "recording the outcome failed: %v; the message stays queued and may be sent again to recipients that have it", err)
+	}
+}
+
+// pendingAddrs returns the addresses of env's pending recipients.
+func pendingAddrs(env *spool.Envelope) []string {
 	pending := env.Pending()
 	rcpts := make([]string, len(pending))
 	for k, i := range pending {
 		rcpts[k] = env.Recipients[i].Addr
 	}
+	return rcpts
+}
+
+// deliver makes one attempt on a locked message and records the outcome.
+func (r *Runner) deliver(item *spool.Item, sess Session, sessErr error, callerTold bool) (Outcome, error) {
+	env := item.Env
+	rcpts := pendingAddrs(env)
 	start := r.o.Now()
 	var results []Result
+	var sendErr error
 	if sessErr == nil && sess == nil {
 		sessErr = errors.New("no session")
 	}
 	if sessErr != nil {
-		out.Err = sessErr
+		sendErr = sessErr
 		results = make([]Result, len(rcpts))
 		for k, rcpt := range rcpts {
 			results[k] = Result{Rcpt: rcpt, Reply: oneLine(sessErr.Error())}
@@ -283,14 +401,24 @@ func (r *Runner) deliver(item *spool.Item, sess Session, sessErr error, callerTo
 	} else {
 		body, err := item.Open()
 		if err != nil {
-			return out, fmt.Errorf("open queued message %s: %w", env.ID, err)
+			return Outcome{ID: env.ID}, fmt.Errorf("open queued message %s: %w", env.ID, err)
 		}
-		results, out.Err = sess.Send(env, rcpts, body)
+		results, sendErr = sess.Send(env, rcpts, body)
 		body.Close()
 		if len(results) != len(rcpts) {
-			return out, fmt.Errorf("session gave %d results for %d recipients", len(results), len(rcpts))
+			return Outcome{ID: env.ID}, fmt.Errorf("session gave %d results for %d recipients", len(results), len(rcpts))
 		}
 	}
+	return r.record(item, results, sendErr, start, callerTold)
+}
+
+// record applies one attempt's results, one per pending recipient in
+// order, to a locked message: states, bounces, backoff, the log line, and
+// the envelope written back or the message removed.
+func (r *Runner) record(item *spool.Item, results []Result, sendErr error, start time.Time, callerTold bool) (Outcome, error) {
+	env := item.Env
+	out := Outcome{ID: env.ID, Err: sendErr}
+	pending := env.Pending()
 	out.Results = results
 
 	now := r.o.Now()

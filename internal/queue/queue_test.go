@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -300,5 +301,55 @@ func TestDrainDeliversArrivals(t *testing.T) {
 	enqueue(t, sp, c, "s@x", "late@x")
 	if st, err := r.Drain(context.Background(), 1); err != nil || st.Attempted != 0 {
 		t.Errorf("Drain with the slot taken = %+v, %v, want nothing attempted", st, err)
+	}
+}
+
+// batchSession is a fakeSession that can send batches; it records the
+// size of each.
+type batchSession struct {
+	*fakeSession
+	batches []int
+}
+
+func (b *batchSession) SendBatch(jobs []Job) []Sent {
+	b.batches = append(b.batches, len(jobs))
+	out := make([]Sent, len(jobs))
+	for i, j := range jobs {
+		out[i].Results, out[i].Err = b.Send(j.Env, j.Rcpts, j.Body)
+	}
+	return out
+}
+
+// TestRunBatches: a queue run hands due messages to a Batcher in batches
+// of at most batchMessages, and records every outcome as Send's would be.
+func TestRunBatches(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	fs := &fakeSession{codes: map[string]int{"bad@x": 550, "later@x": 451}}
+	bs := &batchSession{fakeSession: fs}
+	var bounces []string
+	r, sp := newRunner(t, fs, c, &bounces)
+	r.o.Dial = func(context.Context) (Session, error) { return bs, nil }
+	n := batchMessages + 7
+	for i := range n - 2 {
+		enqueue(t, sp, c, "s@x", fmt.Sprintf("r%d@x", i))
+	}
+	enqueue(t, sp, c, "s@x", "bad@x")
+	enqueue(t, sp, c, "s@x", "later@x", "ok@x")
+	st, err := r.Run(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bs.batches, []int{batchMessages, 7}) {
+		t.Errorf("batches = %v, want [%d 7]", bs.batches, batchMessages)
+	}
+	if st.Attempted != n || st.Delivered != n-2 || st.Bounced != 1 || st.Deferred != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+	if !slices.Equal(bounces, []string{"s@x bad@x"}) {
+		t.Errorf("bounces = %q", bounces)
+	}
+	envs, _ := sp.List()
+	if len(envs) != 1 || envs[0].Recipients[0].State != spool.Pending || envs[0].Recipients[1].State != spool.Sent {
+		t.Errorf("left in the queue: %+v, want the message to later@x with ok@x sent", envs)
 	}
 }
