@@ -829,7 +829,17 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 	if inv.QueueInterval == 0 {
 		// What killed senders left half-written, once it is surely theirs.
 		sp.Cleanup(time.Minute)
+		// A runner slot keeps the connections to the smarthost within
+		// max_connections. Background runners hold theirs only while
+		// there is work, so the wait is short; after a minute the run
+		// goes ahead rather than leave a cron job hanging.
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		slot, _ := queue.WaitSlot(wctx, sp.Dir(), cfg.Smarthost.MaxConnections)
+		cancel()
 		st, err := runner.Run(ctx, true)
+		if slot != nil {
+			slot.Release()
+		}
 		if err != nil {
 			return sysexits.Errorf(sysexits.TempFail, "%v", err)
 		}
@@ -839,13 +849,13 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 		}
 		return nil
 	}
-	return p.queueLoop(runner, sp, inv.QueueInterval)
+	return p.queueLoop(runner, sp, inv.QueueInterval, cfg.Smarthost.MaxConnections)
 }
 
 // queueLoop runs the queue every interval until SIGTERM or SIGINT; SIGHUP
 // and SIGUSR1 start a run at once. A signal to stop waits for the message
 // in flight: stopping never loses one.
-func (p *process) queueLoop(runner *queue.Runner, sp *spool.Spool, interval time.Duration) error {
+func (p *process) queueLoop(runner *queue.Runner, sp *spool.Spool, interval time.Duration, slots int) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
@@ -864,8 +874,20 @@ func (p *process) queueLoop(runner *queue.Runner, sp *spool.Spool, interval time
 	defer signal.Stop(kick)
 	force := true
 	for {
+		// Each run holds a runner slot, as -q's does; a spool where no
+		// slot can be made is still run.
+		slot, err := queue.WaitSlot(ctx, sp.Dir(), slots)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			fmt.Fprintf(p.stderr, "%s: %v\n", p.name, err)
+		}
 		if _, err := runner.Run(ctx, force); err != nil {
 			fmt.Fprintf(p.stderr, "%s: %v\n", p.name, err)
+		}
+		if slot != nil {
+			slot.Release()
 		}
 		sp.Cleanup(time.Minute)
 		force = false

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // # Runner slots
@@ -57,6 +58,24 @@ func AcquireSlot(spoolDir string, n int) (*Slot, error) {
 		}
 	}
 	return nil, nil
+}
+
+// WaitSlot takes one of n runner slots, waiting while all are held, until
+// ctx ends (then it returns nil and ctx's error).
+func WaitSlot(ctx context.Context, spoolDir string, n int) (*Slot, error) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		slot, err := AcquireSlot(spoolDir, n)
+		if err != nil || slot != nil {
+			return slot, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // SlotFree reports whether one of n runner slots under spoolDir is free
