@@ -198,6 +198,14 @@ type Options struct {
 	Faults []Fault
 	// Hostname is the greeting domain; default DefaultHostname.
 	Hostname string
+	// Listener, if set, is where the server accepts connections instead
+	// of a new listener on 127.0.0.1:0: make bench passes one reached
+	// through a delaying network path. Its Addr must be a *net.TCPAddr
+	// (Addr, Host and Port report it). Start takes it over, and Close
+	// closes it; if Start fails, the caller still owns it. The server's
+	// certificate covers only 127.0.0.1, localhost and DefaultHostname,
+	// so a client reaching another address verifies DefaultHostname.
+	Listener net.Listener
 	// Logf, if set, receives one line per recorded event and every error
 	// go-smtp reports. It is called with the server's lock held, so it must
 	// not call the Server's methods, and never after Close returns.
@@ -282,11 +290,11 @@ type Server struct {
 	arrived   chan struct{} // closed and replaced when a message is recorded
 }
 
-// Start listens on 127.0.0.1 on a free port and serves until Close. It
-// generates a fresh CA and a server certificate for 127.0.0.1, localhost and
-// smarthost.test (ECDSA P-256, valid from an hour ago for a day). It returns
-// an error if opts is inconsistent or the port cannot be opened; nothing is
-// left running then.
+// Start listens on 127.0.0.1 on a free port, or on Options.Listener, and
+// serves until Close. It generates a fresh CA and a server certificate for
+// 127.0.0.1, localhost and smarthost.test (ECDSA P-256, valid from an hour
+// ago for a day). It returns an error if opts is inconsistent or the port
+// cannot be opened; nothing is left running then.
 func Start(opts Options) (*Server, error) {
 	if err := opts.check(); err != nil {
 		return nil, fmt.Errorf("smarthost: %w", err)
@@ -321,12 +329,17 @@ func Start(opts Options) (*Server, error) {
 		}
 	}
 
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("smarthost: listen: %v", err)
+	raw := opts.Listener
+	if raw == nil {
+		if raw, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("smarthost: listen: %v", err)
+		}
+	}
+	addr, ok := raw.Addr().(*net.TCPAddr)
+	if !ok {
+		return nil, fmt.Errorf("smarthost: Listener address %s is not TCP", raw.Addr())
 	}
 	s.raw = raw
-	addr := raw.Addr().(*net.TCPAddr)
 	s.host, s.port = addr.IP.String(), addr.Port
 
 	srv := smtp.NewServer(backend{s})
@@ -380,10 +393,10 @@ func New(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// Addr returns "127.0.0.1:port".
+// Addr returns "127.0.0.1:port", or Options.Listener's address.
 func (s *Server) Addr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.port)) }
 
-// Host returns "127.0.0.1".
+// Host returns "127.0.0.1", or Options.Listener's IP address.
 func (s *Server) Host() string { return s.host }
 
 // Port returns the port the server listens on.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/xml"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,12 +17,18 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(sandboxEnv) != "" {
+		// run re-executed this test binary in its sandbox (sandbox.go):
+		// be the benchmark, not the tests.
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	testbin.Main(m, &binary)
 }
 
 // TestSmoke runs the whole benchmark in its tiny mode, so that make test
-// keeps it working. It asserts no timing, only that every benchmark ran,
-// every check passed and the report was written.
+// keeps it working: as root, through the sandbox too. It asserts no
+// timing, only that every benchmark ran, every check passed and the report
+// and chart were written.
 func TestSmoke(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "BENCH.md")
 	var stdout, stderr bytes.Buffer
@@ -35,21 +43,55 @@ func TestSmoke(t *testing.T) {
 	if !bytes.Equal(report, stdout.Bytes()) {
 		t.Errorf("the report written to -out differs from stdout")
 	}
-	for _, want := range []string{
-		"| B5 start-up (--version) | relaymail | 1 |",
-		"| B1 caller | relaymail | 1 |",
-		"| B1 end-to-end | relaymail -odb | 1 |",
-		"| B2-light most connections at once | relaymail | 1 | 1 (largest) |",
+	want := []string{
+		"| B5 start-up (--version) | — | relaymail | 1 |",
+		"| B1 caller | 0 ms | relaymail | 1 |",
+		"| B1 end-to-end | 0 ms | relaymail -odb | 1 |",
+		"| B2 most connections at once | 0 ms | relaymail | 1 | 1 (largest) |",
+		"| B3 end-to-end, 2 at once | 0 ms | relaymail -odb | 1 |",
+		"| B3 most connections at once | 0 ms | relaymail | 1 |",
+		"| B4 end-to-end, 1 MiB | 0 ms | relaymail | 1 |",
+		"| B4 peak RSS, largest process | 0 ms | relaymail -odb | 1 |",
 		"ok (2/2 exactly once)",
 		"msmtp: **not measured**",
+		"dma: **not measured**: not used in -smoke mode",
+		"| B1 caller, default mode | 50 ms | ≤ 0.65 of msmtp | — | not measured yet: 50 ms RTT |",
+		"![caller and end-to-end times per implementation](BENCH.svg)",
 		"## Not yet measured",
-	} {
-		if !strings.Contains(string(report), want) {
-			t.Errorf("report lacks %q:\n%s", want, report)
+	}
+	if os.Geteuid() == 0 {
+		want = append(want, "- sandbox: the benchmark re-executed itself")
+	}
+	for _, w := range want {
+		if !strings.Contains(string(report), w) {
+			t.Errorf("report lacks %q:\n%s", w, report)
 		}
 	}
 	if strings.Contains(string(report), "FAIL") {
 		t.Errorf("report shows a failed check:\n%s", report)
+	}
+	svg, err := os.ReadFile(filepath.Join(filepath.Dir(out), "BENCH.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wellFormed(svg); err != nil {
+		t.Errorf("BENCH.svg is not well-formed XML: %v\n%s", err, svg)
+	}
+	for _, w := range []string{"B1: one 2 KB message, 0 ms RTT", "B2: 2 sequential invocations", ">relaymail -odb<"} {
+		if !bytes.Contains(svg, []byte(w)) {
+			t.Errorf("BENCH.svg lacks %q", w)
+		}
+	}
+}
+
+func wellFormed(data []byte) error {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	for {
+		if _, err := d.Token(); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
 	}
 }
 
@@ -58,27 +100,85 @@ func TestSmoke(t *testing.T) {
 // which relaymail completes, cannot match the SHA-256 of the input.
 func TestChangedBytesShown(t *testing.T) {
 	var log bytes.Buffer
-	b, err := newBench(settings{relaymail: binary, dir: t.TempDir(), runs: 1, seq: 1, reps: 1, smoke: true}, &log)
+	st := settings{relaymail: binary, dir: t.TempDir(), runs: 1, seq: 1, reps: 1, atOnce: 1, atOnceReps: 1, largeMiB: 1, largeRuns: 1, smoke: true}
+	b, err := newBench(st, &log, nil, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.close()
 	g := b.group("B1", b.relaymail)
 	data := []byte("From: <" + sender + ">\nTo: <" + rcpt + ">\nSubject: no Date, no Message-ID\n\nbody\n")
-	b.sent[sha256.Sum256(bytes.ReplaceAll(data, []byte("\n"), []byte("\r\n")))] = g
-	b.checks[g].sent++
-	if res := b.exec(b.relaymail, data, b.relaymail.sendArgs(b.direct)...); res.problem != "" {
+	b.expect(sha256.Sum256(crlf(data)), g, b.relaymail)
+	if res := b.exec(b.relaymail, data, b.relaymail.sendArgs(b.stages[0].main.direct)...); res.problem != "" {
 		t.Fatalf("relaymail failed: %s", res.problem)
+	}
+	if _, ok := b.stages[0].main.await(0, arriveTimeout); !ok {
+		t.Fatal("the message did not arrive")
 	}
 	b.verify()
 	if !b.failed() {
 		t.Fatalf("verify passed a message whose bytes changed")
 	}
-	b.addRow("B1 caller", b.relaymail, unitMS, g).add(1)
+	b.addRow("B1 caller", "0 ms", b.relaymail, unitMS, g).add(1)
 	table := b.table()
 	for _, want := range []string{"**FAIL**: missing (×1)", "| integrity |", "not any message sent"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
+	}
+}
+
+// TestStripReceived removes exactly the one header field dma prepends.
+func TestStripReceived(t *testing.T) {
+	msg := "From: <a@example.com>\r\nSubject: x\r\n\r\nbody\r\n"
+	dma := "Received: from root (uid 0)\r\n\t(envelope-from a@example.com)\r\n\tid 988621\r\n" +
+		"\tby dma.bench.test (DragonFly Mail Agent v0.13);\r\n\tFri, 27 Nov 2026 05:19:20 +0000\r\n"
+	for _, tc := range []struct {
+		name, in, want string
+		ok             bool
+	}{
+		{"dma's header", dma + msg, msg, true},
+		{"only the first of two", dma + "Received: by x\r\n" + msg, "Received: by x\r\n" + msg, true},
+		{"none", msg, msg, false},
+		{"header without an end", "Received: from root", "Received: from root", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := stripReceived([]byte(tc.in))
+			if string(got) != tc.want || ok != tc.ok {
+				t.Errorf("stripReceived(%q) = %q, %v, want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// TestLargeMessage checks B4's message: the size asked, LF line endings,
+// no line of 998 bytes or more, and the hash of the CRLF form.
+func TestLargeMessage(t *testing.T) {
+	b := &bench{}
+	m := b.largeMessage(2 << 20)
+	data, err := io.ReadAll(m.reader())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 2<<20 || len(data) > 2<<20+1024 {
+		t.Errorf("message has %d bytes, want 2 MiB and a header", len(data))
+	}
+	if bytes.Contains(data, []byte("\r")) || !bytes.HasSuffix(data, []byte("\n")) {
+		t.Errorf("message does not have LF line endings only")
+	}
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		if len(line) >= 998 {
+			t.Fatalf("line %d has %d bytes", i+1, len(line))
+		}
+	}
+	if got := sha256.Sum256(crlf(data)); got != m.sum {
+		t.Errorf("sum = %x, want %x (the CRLF form)", m.sum, got)
+	}
+}
+
+// TestUnescapeMountinfo decodes the octal escapes of mount points.
+func TestUnescapeMountinfo(t *testing.T) {
+	if got := unescapeMountinfo(`/etc/my\040file\134x`); got != `/etc/my file\x` {
+		t.Errorf("unescapeMountinfo = %q", got)
 	}
 }

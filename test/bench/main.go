@@ -1,33 +1,52 @@
-// Command bench is make bench (issue 5): it runs relaymail and msmtp, in the
-// same run and interleaved run by run, against one local smarthost
-// (internal/smarthost, STARTTLS and AUTH PLAIN), and prints the median of
-// each figure and the ratio relaymail/msmtp.
+// Command bench is make bench (issue 5): it runs relaymail, msmtp and dma,
+// in the same run and interleaved run by run, against local smarthosts
+// (internal/smarthost, STARTTLS and AUTH), and prints the median of each
+// figure and the ratios relaymail/msmtp and relaymail/dma.
 //
 //	sh test/bench/setup.sh && go run ./test/bench -out BENCH.md
 //
-// This first step measures at 0 ms round-trip time only:
+// This step measures at 0 ms round-trip time (the loopback of the
+// benchmark's own network namespace); every benchmark but B5 takes the
+// network it runs on, so that test/bench/netem's 50 ms link can be added
+// as a second one (see network.go):
 //
-//   - B5 start-up: "--version", -runs times each.
+//   - B5 start-up: "--version", -runs times each (not dma, which has no
+//     no-op; nor per network: it does not touch one).
 //   - B1 one 2 KB message to one recipient, -runs times each: the caller's
 //     wall time and the end-to-end time until the smarthost has recorded
-//     the message; relaymail in its default mode and with -odb, and msmtp.
-//   - B2-light: -seq sequential invocations, then "relaymail -q" if anything
-//     is still queued, -reps times each: the caller's total, the end-to-end
-//     time until the last message arrived, and the largest number of
-//     connections open at once. The smarthost does not record when
-//     connections open and close, so B2 reaches it through a counting TCP
-//     proxy (proxy.go); B1 and B5 connect to it directly.
+//     the message; relaymail in its default mode and with -odb, msmtp, dma.
+//   - B2: -seq sequential invocations, then the queue run ("relaymail -q",
+//     "dma -q") if anything stays queued, -reps times each: the callers'
+//     total, the end-to-end time until the last message arrived, and the
+//     largest number of connections open at once.
+//   - B3: -at-once invocations started at once, -at-once-reps times each:
+//     the end-to-end time until the last message arrived, the slowest
+//     caller's wall time, the largest number of connections open at once.
+//   - B4: one -large-mib MiB message, -large-runs times each: the caller's
+//     and the end-to-end time, and the peak RSS of every process of the
+//     implementation taking part (rss.go).
 //
-// msmtp is found through the status file test/bench/setup.sh writes; when it
-// could not be had, the report says why and shows absolute figures only.
-// -smoke is a tiny run (one of each, no msmtp) for go test.
+// The smarthosts do not record when connections open and close, so B2 and
+// B3 reach them through a counting TCP proxy (proxy.go); B1 and B4 connect
+// directly. dma gets a smarthost of its own that keeps the bytes of each
+// message and offers AUTH LOGIN (dma 0.13 speaks LOGIN and CRAM-MD5, not
+// PLAIN); relaymail's and msmtp's keeps only hashes and offers PLAIN.
+//
+// msmtp and dma are found through the status files test/bench/setup.sh
+// writes. dma's config path is compiled in, so dma is measured only inside
+// the sandbox (sandbox.go): as root, the benchmark re-executes itself in a
+// mount and network namespace of its own. When a program cannot be had,
+// the report says why and shows the others' figures. -smoke is a tiny run
+// (one of each, no msmtp, no dma) for go test.
 //
 // # Rules for the output
 //
 //   - Every message sent is checked once all runs are done: it arrived
-//     exactly once, with the envelope given, over TLS, authenticated, and
-//     with the SHA-256 of the input after CRLF normalisation (every message
-//     carries From, Date and Message-ID, so nothing may be added).
+//     exactly once, with the envelope given, over TLS, authenticated, from
+//     the sender's EHLO name, and with the SHA-256 of the input after CRLF
+//     normalisation (every message carries From, Date and Message-ID, so
+//     nothing may be added), after removing the one Received header dma
+//     prepends to its messages.
 //   - A failed check, a non-zero exit or a message left queued is shown in
 //     the check column of its rows, never hidden, and makes the exit status
 //     1. Figures of failed runs still count in the medians.
@@ -36,7 +55,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,42 +74,54 @@ func main() {
 type settings struct {
 	relaymail   string
 	msmtpStatus string
+	dmaStatus   string
 	out         string
 	dir         string
 	runs        int
 	seq         int
 	reps        int
+	atOnce      int
+	atOnceReps  int
+	largeMiB    int
+	largeRuns   int
 	smoke       bool
 	warmup      bool
+	sandbox     bool
 }
 
+// run is the whole command. As root it re-executes itself in the sandbox
+// (see sandbox.go) and returns the child's exit status; the child, marked
+// by sandboxEnv, sets the sandbox up and measures.
 func run(args []string, stdout, stderr io.Writer) int {
-	st := settings{warmup: true}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&st.relaymail, "relaymail", "./relaymail", "the relaymail binary to measure")
-	fs.StringVar(&st.msmtpStatus, "msmtp-status", "test/bench/.tools/status/msmtp", "status file written by test/bench/setup.sh")
-	fs.StringVar(&st.out, "out", "", "write the report (markdown) to this file, e.g. BENCH.md")
-	fs.StringVar(&st.dir, "dir", "", "parent of the temporary work directory (spools, configs); default $TMPDIR")
-	fs.IntVar(&st.runs, "runs", 20, "runs of B1 and B5 per implementation")
-	fs.IntVar(&st.seq, "seq", 50, "sequential invocations in one B2 run")
-	fs.IntVar(&st.reps, "reps", 3, "B2 runs per implementation")
-	fs.BoolVar(&st.smoke, "smoke", false, "tiny run for go test: one run of each, 2 invocations in B2, no msmtp")
-	if err := fs.Parse(args); err != nil {
+	st, ok := parseFlags(args, stderr)
+	if !ok {
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bench: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	var sb *sandbox
+	var noSandbox string // why there is no sandbox
+	switch dir := os.Getenv(sandboxEnv); {
+	case dir != "":
+		var err error
+		if sb, err = enterSandbox(dir); err != nil {
+			return sandboxFailed(dir, err)
+		}
+	case !st.sandbox:
+		noSandbox = "-sandbox=false"
+	case os.Geteuid() != 0:
+		noSandbox = "not run as root (only root can give dma a private /etc/dma in a mount namespace of its own)"
+	default:
+		exe, err := os.Executable()
+		if err == nil {
+			var code int
+			if code, err = reexec(exe, args, os.Environ(), st.dir, stdout, stderr); err == nil {
+				return code
+			}
+		}
+		noSandbox = fmt.Sprintf("it could not be set up: %v", err)
+		fmt.Fprintf(stderr, "bench: no sandbox: %s; running without it\n", noSandbox)
 	}
-	if st.smoke {
-		st.runs, st.seq, st.reps, st.warmup = 1, 2, 1, false
-	}
-	if st.runs < 1 || st.seq < 1 || st.reps < 1 {
-		fmt.Fprintln(stderr, "bench: -runs, -seq and -reps must be at least 1")
-		return 2
-	}
-	b, err := newBench(st, stderr)
+
+	b, err := newBench(st, stderr, sb, noSandbox)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 2
@@ -99,18 +129,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer b.close()
 
 	b.startup()
-	b.single()
-	b.sequential()
+	for _, s := range b.stages {
+		b.single(s)
+		b.sequential(s)
+		b.atOnce(s)
+		b.large(s)
+	}
 	b.verify()
 
-	rep := b.report(args)
+	svg := ""
+	if st.out != "" {
+		svg = strings.TrimSuffix(st.out, filepath.Ext(st.out)) + ".svg"
+	}
+	rep := b.report(args, svg)
 	fmt.Fprint(stdout, rep)
 	if st.out != "" {
+		if err := os.WriteFile(svg, []byte(b.chart()), 0o644); err != nil {
+			fmt.Fprintf(stderr, "bench: write chart: %v\n", err)
+			return 1
+		}
 		if err := os.WriteFile(st.out, []byte(rep), 0o644); err != nil {
 			fmt.Fprintf(stderr, "bench: write report: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stderr, "bench: report written to %s\n", st.out)
+		fmt.Fprintf(stderr, "bench: report written to %s, chart to %s\n", st.out, svg)
 	}
 	if b.failed() {
 		fmt.Fprintln(stderr, "bench: some checks failed (see the check column)")
@@ -119,56 +161,107 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// parseFlags parses args; on failure it has said why on stderr.
+func parseFlags(args []string, stderr io.Writer) (settings, bool) {
+	st := settings{warmup: true}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&st.relaymail, "relaymail", "./relaymail", "the relaymail binary to measure")
+	fs.StringVar(&st.msmtpStatus, "msmtp-status", "test/bench/.tools/status/msmtp", "msmtp's status file written by test/bench/setup.sh")
+	fs.StringVar(&st.dmaStatus, "dma-status", "test/bench/.tools/status/dma", "dma's status file written by test/bench/setup.sh")
+	fs.StringVar(&st.out, "out", "", "write the report (markdown) to this file, e.g. BENCH.md, and the chart next to it (BENCH.svg)")
+	fs.StringVar(&st.dir, "dir", "", "parent of the temporary work directory (spools, configs); default $TMPDIR")
+	fs.IntVar(&st.runs, "runs", 20, "runs of B1 and B5 per implementation")
+	fs.IntVar(&st.seq, "seq", 200, "sequential invocations in one B2 run")
+	fs.IntVar(&st.reps, "reps", 1, "B2 runs per implementation")
+	fs.IntVar(&st.atOnce, "at-once", 50, "invocations started at once in one B3 run")
+	fs.IntVar(&st.atOnceReps, "at-once-reps", 3, "B3 runs per implementation")
+	fs.IntVar(&st.largeMiB, "large-mib", 100, "size of B4's message in MiB")
+	fs.IntVar(&st.largeRuns, "large-runs", 3, "B4 runs per implementation")
+	fs.BoolVar(&st.sandbox, "sandbox", true, "as root, run in a mount and network namespace of its own (needed for dma)")
+	fs.BoolVar(&st.smoke, "smoke", false, "tiny run for go test: one run of each, 2 invocations in B2 and B3, 1 MiB in B4, no msmtp, no dma")
+	if err := fs.Parse(args); err != nil {
+		return st, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bench: unexpected argument %q\n", fs.Arg(0))
+		return st, false
+	}
+	if st.smoke {
+		st.runs, st.seq, st.reps, st.warmup = 1, 2, 1, false
+		st.atOnce, st.atOnceReps, st.largeMiB, st.largeRuns = 2, 1, 1, 1
+	}
+	if min(st.runs, st.seq, st.reps, st.atOnce, st.atOnceReps, st.largeMiB, st.largeRuns) < 1 {
+		fmt.Fprintln(stderr, "bench: -runs, -seq, -reps, -at-once, -at-once-reps, -large-mib and -large-runs must be at least 1")
+		return st, false
+	}
+	return st, true
+}
+
 const (
-	user     = "benchuser"
+	authUser = "benchuser"
 	password = "bench-password-42"
 	sender   = "sender@example.com"
 	rcpt     = "rcpt@example.net"
-	// The EHLO names tell the two implementations apart at the smarthost.
+	// The EHLO names tell the implementations apart at the smarthost.
 	relaymailHelo = "relaymail.bench.test"
 	msmtpHelo     = "msmtp.bench.test"
-	// arriveTimeout bounds the wait for one message, or for a B2 run's last.
+	dmaHelo       = "dma.bench.test" // dma's MAILNAME
+	// arriveTimeout bounds the wait for one message, or for a B2 or B3
+	// run's last; largeTimeout for B4's.
 	arriveTimeout = 30 * time.Second
-	// settleTimeout bounds the wait for a relaymail spool to empty.
+	largeTimeout  = 120 * time.Second
+	// settleTimeout bounds the wait for a spool to empty.
 	settleTimeout = 15 * time.Second
 	// stuckAfter is how long a spool's count must stay the same before B2
-	// runs "relaymail -q" for what is left.
+	// or B3 runs the queue for what is left.
 	stuckAfter = time.Second
 )
 
-// bench is one benchmark run: the smarthost, a proxy in front of it, the
+// bench is one benchmark run: the networks with their smarthosts, the
 // implementations and everything measured and checked so far.
 type bench struct {
-	st     settings
-	log    io.Writer
-	dir    string
-	srv    *smarthost.Server
-	proxy  *proxy
-	direct *target // B1: straight to the smarthost
-	viaPx  *target // B2: through the counting proxy
+	st        settings
+	log       io.Writer
+	dir       string
+	sb        *sandbox // nil when not sandboxed
+	noSandbox string   // why not
+	stages    []*stage // one per network
 
-	relaymail, relaymailBg, msmtp *impl // msmtp nil when unavailable
-	relaymailVersion              string
-	msmtpVersion                  string
-	msmtpMissing                  string // why msmtp is not measured
+	relaymail, relaymailBg *impl
+	msmtp, dma             *impl // nil when not measured
+	relaymailVersion       string
+	msmtpVersion           string
+	dmaVersion             string
+	msmtpMissing           string // why msmtp is not measured
+	dmaMissing             string // why dma is not measured
+	dmaConf                *dmaConf
 
-	msgSeq int
-	sent   map[[32]byte]string // SHA-256 of the wire bytes -> check group
-	checks map[string]*check
-	groups []string // check groups in the order first used
-	rows   []*row
-	notes  []string
-	strays []string // messages no sender can account for
+	msgSeq   int
+	sent     map[[32]byte]sending // SHA-256 of the wire bytes -> sender
+	stripped int                  // dma Received headers removed by verify
+	checks   map[string]*check
+	groups   []string // check groups in the order first used
+	rows     []*row
+	notes    []string
+	strays   []string // messages no sender can account for
 }
 
-// target is one address relaymail and msmtp send to, with a config for each.
+// target is one address the implementations send to, with a config for
+// each: relaymail's and msmtp's files, dma's spool (its config is written
+// when it is used, see dmaConf).
 type target struct {
+	host    string // what the implementations dial
+	port    int
+	dir     string
 	conf    string // relaymail config
 	spool   string // its queue directory
 	msmtprc string
 }
 
-// check is what went wrong for one group of sends (benchmark and
+func (t *target) dmaSpool() string { return filepath.Join(t.dir, "dma-spool") }
+
+// check is what went wrong for one group of sends (benchmark, network and
 // implementation).
 type check struct {
 	sent     int
@@ -176,7 +269,7 @@ type check struct {
 	order    []string
 }
 
-func newBench(st settings, log io.Writer) (*bench, error) {
+func newBench(st settings, log io.Writer, sb *sandbox, noSandbox string) (*bench, error) {
 	bin, err := filepath.Abs(st.relaymail)
 	if err != nil {
 		return nil, err
@@ -188,64 +281,91 @@ func newBench(st settings, log io.Writer) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{st: st, log: log, dir: dir, sent: map[[32]byte]string{}, checks: map[string]*check{}}
-	srv, err := smarthost.Start(smarthost.Options{
-		TLS:          smarthost.StartTLS,
-		Users:        map[string]string{user: password},
-		Mechanisms:   []string{"PLAIN"},
-		AuthRequired: true,
-		HashOnly:     true,
-	})
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	b.srv = srv
-	if b.proxy, err = startProxy(srv.Addr()); err != nil {
-		b.close()
-		return nil, err
-	}
-	ca := filepath.Join(dir, "ca.pem")
-	if err := srv.WriteCA(ca); err != nil {
-		b.close()
-		return nil, err
-	}
+	b := &bench{st: st, log: log, dir: dir, sb: sb, noSandbox: noSandbox,
+		sent: map[[32]byte]sending{}, checks: map[string]*check{}}
 	if err := os.Mkdir(filepath.Join(dir, "home"), 0o700); err != nil {
-		b.close()
-		return nil, err
-	}
-	if b.direct, err = writeTarget(filepath.Join(dir, "direct"), srv.Port(), ca); err != nil {
-		b.close()
-		return nil, err
-	}
-	if b.viaPx, err = writeTarget(filepath.Join(dir, "proxied"), b.proxy.port(), ca); err != nil {
 		b.close()
 		return nil, err
 	}
 
 	env := []string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Join(dir, "home"), "LANG=C"}
-	b.relaymail = &impl{name: "relaymail", bin: bin, env: env}
-	b.relaymailBg = &impl{name: "relaymail -odb", bin: bin, env: env, odb: true}
+	b.relaymail = &impl{name: "relaymail", bin: bin, env: env, helo: relaymailHelo}
+	b.relaymailBg = &impl{name: "relaymail -odb", bin: bin, env: env, odb: true, helo: relaymailHelo}
 	b.relaymailVersion = strings.TrimSpace(b.output(b.relaymail, "--version"))
 
 	if st.smoke {
 		b.msmtpMissing = "not used in -smoke mode"
-	} else if m, version, why := loadMsmtp(st.msmtpStatus, env); m != nil {
-		b.msmtp, b.msmtpVersion = m, version
+	} else if kv, why := loadTool(st.msmtpStatus); kv != nil {
+		b.msmtp, b.msmtpVersion = toolImpl("msmtp", msmtpKind, msmtpHelo, kv, env), kv["version"]
 	} else {
 		b.msmtpMissing = why
-		fmt.Fprintf(log, "bench: msmtp is not available (%s); reporting absolute figures only\n", why)
+	}
+	switch kv, why := loadTool(st.dmaStatus); {
+	case st.smoke:
+		b.dmaMissing = "not used in -smoke mode"
+	case sb == nil:
+		b.dmaMissing = "no sandbox: " + noSandbox
+	case kv == nil:
+		b.dmaMissing = why
+	default:
+		if b.dmaConf, b.dmaMissing = newDMAConf(sb.etcDMA, dir); b.dmaConf != nil {
+			b.dma, b.dmaVersion = toolImpl("dma", dmaKind, dmaHelo, kv, env), kv["version"]
+		}
+	}
+	for _, m := range []struct{ name, why string }{{"msmtp", b.msmtpMissing}, {"dma", b.dmaMissing}} {
+		if m.why != "" && !st.smoke {
+			fmt.Fprintf(log, "bench: %s is not measured (%s)\n", m.name, m.why)
+		}
+	}
+
+	// TODO(#5): add a second stage at 50 ms on test/bench/netem's link
+	// (inside the sandbox only: it needs the private network namespace).
+	if err := b.addStage(loopback{}); err != nil {
+		b.close()
+		return nil, err
 	}
 	return b, nil
 }
 
+// addStage starts the smarthosts on nw and writes the targets' configs.
+func (b *bench) addStage(nw network) error {
+	s := &stage{nw: nw}
+	b.stages = append(b.stages, s)
+	opts := smarthost.Options{
+		TLS:          smarthost.StartTLS,
+		Users:        map[string]string{authUser: password},
+		Mechanisms:   []string{"PLAIN"},
+		AuthRequired: true,
+		HashOnly:     true,
+	}
+	var err error
+	if s.main, err = newHost(nw, "main", b.dir, opts); err != nil {
+		return err
+	}
+	if b.dma != nil {
+		// dma's messages start with a Received header of its own, which
+		// the check must see to remove: this smarthost keeps the bytes.
+		opts.Mechanisms, opts.HashOnly = []string{"LOGIN"}, false
+		if s.dma, err = newHost(nw, "dma", b.dir, opts); err != nil {
+			return err
+		}
+		s.dma.strip = true
+	}
+	return nil
+}
+
 // writeTarget writes, under prefix, a relaymail config and a msmtprc that
-// send to 127.0.0.1:port over STARTTLS, trusting the CA in ca.
-func writeTarget(prefix string, port int, ca string) (*target, error) {
+// send to host:port over STARTTLS, trusting the CA in ca and verifying the
+// smarthost's name (its certificate does not cover every address a
+// network may use).
+func writeTarget(prefix, host string, port int, ca string) (*target, error) {
 	if err := os.Mkdir(prefix, 0o700); err != nil {
 		return nil, err
 	}
 	t := &target{
+		host:    host,
+		port:    port,
+		dir:     prefix,
 		conf:    filepath.Join(prefix, "sendmail.conf"),
 		spool:   filepath.Join(prefix, "spool"),
 		msmtprc: filepath.Join(prefix, "msmtprc"),
@@ -255,9 +375,10 @@ func writeTarget(prefix string, port int, ca string) (*target, error) {
 domain = "example.com"
 
 [smarthost]
-host = "127.0.0.1"
+host = %q
 port = %d
 tls = "starttls"
+tls_server_name = %q
 ca_file = %q
 timeout = "10s"
 username = %q
@@ -265,7 +386,7 @@ password = %q
 
 [queue]
 dir = %q
-`, relaymailHelo, port, ca, user, password, t.spool)
+`, relaymailHelo, host, port, smarthost.DefaultHostname, ca, authUser, password, t.spool)
 	// msmtp refuses a config holding a password unless only its owner can
 	// read it, hence 0600 for both.
 	rc := fmt.Sprintf(`defaults
@@ -273,19 +394,20 @@ syslog off
 logfile
 
 account bench
-host 127.0.0.1
+host %s
 port %d
 domain %s
 tls on
 tls_starttls on
 tls_trust_file %s
+tls_host_override %s
 auth plain
 user %s
 password %s
 from %s
 
 account default : bench
-`, port, msmtpHelo, ca, user, password, sender)
+`, host, port, msmtpHelo, ca, smarthost.DefaultHostname, authUser, password, sender)
 	if err := os.WriteFile(t.conf, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
@@ -295,41 +417,14 @@ account default : bench
 	return t, nil
 }
 
-// loadMsmtp reads setup.sh's status file. It returns msmtp and its version,
-// or nil and the reason it cannot be used.
-func loadMsmtp(status string, env []string) (*impl, string, string) {
-	data, err := os.ReadFile(status)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, "", fmt.Sprintf("no %s: run test/bench/setup.sh first (make bench does)", status)
-	} else if err != nil {
-		return nil, "", fmt.Sprintf("read %s: %v", status, err)
-	}
-	kv := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			kv[k] = v
-		}
-	}
-	if kv["ok"] != "yes" {
-		why := kv["error"]
-		if why == "" {
-			why = "setup.sh recorded neither ok nor an error"
-		}
-		return nil, "", "setup.sh: " + why
-	}
-	if _, err := os.Stat(kv["bin"]); err != nil {
-		return nil, "", fmt.Sprintf("msmtp binary: %v", err)
-	}
-	env = append(append([]string(nil), env...), "LD_LIBRARY_PATH="+kv["ld_library_path"])
-	return &impl{name: "msmtp", bin: kv["bin"], env: env, msmtp: true}, kv["version"], ""
-}
-
 func (b *bench) close() {
-	if b.proxy != nil {
-		b.proxy.close()
-	}
-	if b.srv != nil {
-		b.srv.Close()
+	for _, s := range b.stages {
+		for _, h := range []*host{s.main, s.dma} {
+			if h != nil {
+				h.close()
+			}
+		}
+		s.nw.close()
 	}
 	os.RemoveAll(b.dir)
 }
@@ -337,8 +432,10 @@ func (b *bench) close() {
 // impls returns the implementations that send mail.
 func (b *bench) impls() []*impl {
 	out := []*impl{b.relaymail, b.relaymailBg}
-	if b.msmtp != nil {
-		out = append(out, b.msmtp)
+	for _, im := range []*impl{b.msmtp, b.dma} {
+		if im != nil {
+			out = append(out, im)
+		}
 	}
 	return out
 }
@@ -383,79 +480,6 @@ func (b *bench) failed() bool {
 
 func (b *bench) progress(format string, args ...any) {
 	fmt.Fprintf(b.log, "bench: "+format+"\n", args...)
-}
-
-// B5: start-up.
-func (b *bench) startup() {
-	impls := []*impl{b.relaymail}
-	if b.msmtp != nil {
-		impls = append(impls, b.msmtp)
-	}
-	b.progress("B5 start-up: %d runs of --version each", b.st.runs)
-	rows := map[*impl]*row{}
-	for _, im := range impls {
-		g := b.group("B5", im)
-		rows[im] = b.addRow("B5 start-up (--version)", im, unitMS, g)
-		if b.st.warmup {
-			b.exec(im, nil, "--version")
-		}
-	}
-	for r := 0; r < b.st.runs; r++ {
-		for _, im := range interleaved(impls, r) {
-			res := b.exec(im, nil, "--version")
-			rows[im].add(ms(res.wall))
-			if res.problem != "" {
-				b.fail(rows[im].group, res.problem)
-			}
-		}
-	}
-}
-
-// B1: one message, caller and end-to-end.
-func (b *bench) single() {
-	impls := b.impls()
-	b.progress("B1 one 2 KB message: %d runs each of %s", b.st.runs, names(impls))
-	caller, e2e := map[*impl]*row{}, map[*impl]*row{}
-	for _, im := range impls {
-		g := b.group("B1", im)
-		caller[im] = b.addRow("B1 caller", im, unitMS, g)
-		e2e[im] = b.addRow("B1 end-to-end", im, unitMS, g)
-		if b.st.warmup {
-			b.send(g, im, b.direct)
-		}
-	}
-	for r := 0; r < b.st.runs; r++ {
-		for _, im := range interleaved(impls, r) {
-			c, e, ok := b.send(caller[im].group, im, b.direct)
-			caller[im].add(ms(c))
-			if ok {
-				e2e[im].add(ms(e))
-			}
-		}
-	}
-}
-
-// B2-light: sequential invocations, then the queue run.
-func (b *bench) sequential() {
-	impls := b.impls()
-	b.progress("B2-light: %d runs each of %d sequential invocations of %s", b.st.reps, b.st.seq, names(impls))
-	caller, e2e, conns := map[*impl]*row{}, map[*impl]*row{}, map[*impl]*row{}
-	for _, im := range impls {
-		g := b.group("B2", im)
-		caller[im] = b.addRow(fmt.Sprintf("B2-light caller total, %d sequential", b.st.seq), im, unitMS, g)
-		e2e[im] = b.addRow(fmt.Sprintf("B2-light end-to-end, %d sequential", b.st.seq), im, unitMS, g)
-		conns[im] = b.addRow("B2-light most connections at once", im, unitCount, g)
-	}
-	for r := 0; r < b.st.reps; r++ {
-		for _, im := range interleaved(impls, r) {
-			c, e, peak, ok := b.burst(caller[im].group, im, b.viaPx, b.st.seq)
-			caller[im].add(ms(c))
-			if ok {
-				e2e[im].add(ms(e))
-			}
-			conns[im].add(float64(peak))
-		}
-	}
 }
 
 func names(impls []*impl) string {

@@ -6,15 +6,15 @@ import (
 	"sync"
 )
 
-// proxy forwards TCP connections from 127.0.0.1 to the smarthost and counts
-// how many are open at once. internal/smarthost records what happens on
-// each connection but not when it opens or closes, so B2 counts here.
+// proxy forwards TCP connections from the network to the smarthost and
+// counts how many are open at once. internal/smarthost records what
+// happens on each connection but not when it opens or closes, so B2 and B3
+// count here.
 //
 // A connection counts as open from accept until both directions have
 // ended. The proxy copies bytes as they come, with TCP_NODELAY on both legs
-// (Go's default), and adds no delay of its own: two loopback hops instead
-// of one, the same for every implementation. B1 and B5 do not go through
-// it.
+// (Go's default), and adds no delay of its own: one more loopback hop, the
+// same for every implementation. B1, B4 and B5 do not go through it.
 type proxy struct {
 	ln net.Listener
 	to string
@@ -26,19 +26,13 @@ type proxy struct {
 	peak  int
 }
 
-// startProxy listens on 127.0.0.1 on a free port and forwards to addr.
-func startProxy(addr string) (*proxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
+// startProxy accepts on ln (it takes it over) and forwards to addr.
+func startProxy(ln net.Listener, addr string) *proxy {
 	p := &proxy{ln: ln, to: addr, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
-	return p, nil
+	return p
 }
-
-func (p *proxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
 
 // resetPeak starts a new measurement: the peak becomes what is open now.
 func (p *proxy) resetPeak() {

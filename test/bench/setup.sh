@@ -1,21 +1,29 @@
 #!/bin/sh
-# setup.sh obtains msmtp for make bench without installing it: the Debian
-# package and whichever of its libraries the machine lacks are fetched with
-# apt-get download and unpacked with dpkg-deb -x under $TOOLS/root, so msmtp
-# never becomes the system MTA and /usr/sbin/sendmail is never touched. It
-# is idempotent: once msmtp runs, a second call downloads nothing.
+# setup.sh obtains msmtp and dma for make bench without installing them:
+# each Debian package and whichever of its libraries the machine lacks are
+# fetched with apt-get download and unpacked with dpkg-deb -x under
+# $TOOLS/root, so neither becomes the system MTA and /usr/sbin/sendmail is
+# never touched (dma's package carries a usr/sbin/sendmail link: it lands
+# in $TOOLS/root/usr/sbin, which nothing puts on a PATH). Nothing runs
+# dpkg -i, a maintainer script or debconf. It is idempotent: once a
+# program runs, a second call downloads nothing.
 #
-# # Status file
+# dma reads its config from the compiled-in /etc/dma/dma.conf (it has no
+# flag or variable for another path); the benchmark provides that file in a
+# private mount namespace of its own (see sandbox.go), never on the machine.
 #
-# $TOOLS/status/msmtp holds key=value lines that the benchmark reads:
+# # Status files
+#
+# $TOOLS/status/msmtp and $TOOLS/status/dma hold key=value lines that the
+# benchmark reads:
 #
 #	ok=yes                  or error=<why setup could not obtain it>
 #	version=<pkg> <version> the Debian package
 #	bin=<absolute path>     the program to run
-#	ld_library_path=<dir>   the unpacked libraries, for LD_LIBRARY_PATH
+#	ld_library_path=<dirs>  the unpacked libraries, for LD_LIBRARY_PATH
 #
-# The exit status is 0 even when msmtp could not be had: the benchmark then
-# says so and reports relaymail's absolute figures only.
+# The exit status is 0 even when a program could not be had: the benchmark
+# then says so and reports the others' figures only.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,10 +37,12 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { echo "setup.sh: $*" >&2; }
 
-# record LINE... writes the status file in one step.
+# record NAME LINE... writes NAME's status file in one step.
 record() {
-	printf '%s\n' "$@" >"$TOOLS/status/msmtp.tmp" && mv "$TOOLS/status/msmtp.tmp" "$TOOLS/status/msmtp"
-	log "msmtp: $1"
+	name=$1
+	shift
+	printf '%s\n' "$@" >"$TOOLS/status/$name.tmp" && mv "$TOOLS/status/$name.tmp" "$TOOLS/status/$name"
+	log "$name: $1"
 }
 
 # fetch PKG downloads PKG's .deb into $TOOLS/debs (unless it is there) and
@@ -52,10 +62,10 @@ fetch() {
 	dpkg-deb -x "$TOOLS/debs/$1"_*.deb "$ROOT"
 }
 
-# missing prints the libraries msmtp needs that neither the machine nor
+# missing BIN prints the libraries BIN needs that neither the machine nor
 # $ROOT provides.
 missing() {
-	LD_LIBRARY_PATH=$LIBDIRS ldd "$ROOT/usr/bin/msmtp" 2>/dev/null | awk '/not found/ {print $1}'
+	LD_LIBRARY_PATH=$LIBDIRS ldd "$1" 2>/dev/null | awk '/not found/ {print $1}'
 }
 
 # libdeps PKG prints the library packages (lib*) PKG depends on that are not
@@ -68,41 +78,67 @@ libdeps() {
 		done
 }
 
-if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
-	record "error=apt-get and dpkg-deb are needed to fetch msmtp (not a Debian system?)"
-	exit 0
-fi
-
-if [ ! -x "$ROOT/usr/bin/msmtp" ]; then
-	log "apt-get download msmtp"
-	fetch msmtp || { record "error=apt-get download msmtp failed: $(tail -1 "$TOOLS/download.log")"; exit 0; }
-fi
-
-# Unpack the library packages msmtp (and then they) depend on until ldd
-# finds everything; three levels are plenty for gnutls, gsasl and libsecret.
-todo=msmtp
-for level in 1 2 3; do
-	[ -z "$(missing)" ] && break
-	next=
-	for p in $todo; do
-		for d in $(libdeps "$p"); do
-			[ -e "$TOOLS/debs/.done-$d" ] && continue
-			log "apt-get download $d (for $p)"
-			fetch "$d" && touch "$TOOLS/debs/.done-$d" && next="$next $d"
+# obtain NAME BIN CHECK... unpacks package NAME (and the libraries it
+# lacks) until $ROOT/BIN runs, checks it by running CHECK (a command line
+# whose "$bin" is the program) and writes NAME's status file.
+obtain() {
+	name=$1 rel=$2
+	shift 2
+	bin=$ROOT/$rel
+	if [ ! -x "$bin" ]; then
+		log "apt-get download $name"
+		fetch "$name" || { record "$name" "error=apt-get download $name failed: $(tail -1 "$TOOLS/download.log")"; return; }
+	fi
+	# Unpack the library packages NAME (and then they) depend on until
+	# ldd finds everything; three levels are plenty for gnutls, gsasl
+	# and libsecret.
+	todo=$name
+	for level in 1 2 3; do
+		[ -z "$(missing "$bin")" ] && break
+		next=
+		for p in $todo; do
+			for d in $(libdeps "$p"); do
+				[ -e "$TOOLS/debs/.done-$d" ] && continue
+				log "apt-get download $d (for $p)"
+				fetch "$d" && touch "$TOOLS/debs/.done-$d" && next="$next $d"
+			done
 		done
+		todo=$next
 	done
-	todo=$next
-done
+	if [ -n "$(missing "$bin")" ]; then
+		record "$name" "error=$name needs libraries setup.sh could not provide: $(missing "$bin" | tr '\n' ' ')"
+		return
+	fi
+	if ! out=$("$@" 2>&1); then
+		record "$name" "error=$name does not run: $(echo "$out" | tail -1)"
+		return
+	fi
+	record "$name" "ok=yes" \
+		"version=$name $(dpkg-deb -f "$TOOLS/debs/$name"_*.deb Version)" \
+		"bin=$bin" \
+		"ld_library_path=$LIBDIRS"
+}
 
-if [ -n "$(missing)" ]; then
-	record "error=msmtp needs libraries setup.sh could not provide: $(missing | tr '\n' ' ')"
+# dma has no --version; an unknown option proves that it starts (its
+# libraries load and its option parser runs) without reading any config:
+# it answers exit 64 and "invalid argument".
+dma_runs() {
+	out=$(LD_LIBRARY_PATH=$LIBDIRS "$ROOT/usr/sbin/dma" -x </dev/null 2>&1)
+	code=$?
+	case "$code:$out" in
+	64:*"invalid argument"*) return 0 ;;
+	esac
+	echo "dma -x exited $code: $out"
+	return 1
+}
+
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
+	for name in msmtp dma; do
+		record "$name" "error=apt-get and dpkg-deb are needed to fetch $name (not a Debian system?)"
+	done
 	exit 0
 fi
-if ! out=$(LD_LIBRARY_PATH=$LIBDIRS "$ROOT/usr/bin/msmtp" --version 2>&1); then
-	record "error=msmtp --version failed: $(echo "$out" | tail -1)"
-	exit 0
-fi
-record "ok=yes" \
-	"version=msmtp $(dpkg-deb -f "$TOOLS/debs"/msmtp_*.deb Version)" \
-	"bin=$ROOT/usr/bin/msmtp" \
-	"ld_library_path=$LIBDIRS"
+
+obtain msmtp usr/bin/msmtp env LD_LIBRARY_PATH="$LIBDIRS" "$ROOT/usr/bin/msmtp" --version
+obtain dma usr/sbin/dma dma_runs
+exit 0
