@@ -78,6 +78,7 @@ type Smarthost struct {
 type QueueConfig struct {
 	Dir    string   `toml:"dir"`     // absolute; default "/var/spool/relaymail"; "" = no spool: deliver directly, exit 75 on trouble
 	MaxAge Duration `toml:"max_age"` // a recipient still pending after this fails and is bounced; default 5 days (120h)
+	Linger Duration `toml:"linger"`  // how long a background runner waits for more mail, its connection open; default 2s
 }
 
 // DeliveryMode says when a message leaves: before sendmail exits, in a
@@ -256,7 +257,7 @@ func parseConfig(path, text string, defaults ConfigDefaults) (*Config, error) {
 			MaxConnections: 4,
 		},
 		Delivery: DeliverInteractive,
-		Queue:    QueueConfig{Dir: "/var/spool/relaymail", MaxAge: Duration(5 * 24 * time.Hour)},
+		Queue:    QueueConfig{Dir: "/var/spool/relaymail", MaxAge: Duration(5 * 24 * time.Hour), Linger: Duration(2 * time.Second)},
 	}
 	cl.md, err = toml.Decode(text, c)
 	if err != nil {
@@ -609,6 +610,9 @@ func (cl *configLoader) validate(c *Config) {
 	}
 	if c.Queue.MaxAge <= 0 {
 		cl.errorf(k("queue", "max_age"), "[queue] max_age must be more than 0s, not %v", c.Queue.MaxAge)
+	}
+	if c.Queue.Linger < 0 || c.Queue.Linger > Duration(time.Minute) {
+		cl.errorf(k("queue", "linger"), "[queue] linger must be between 0s and 1m, not %v", c.Queue.Linger)
 	}
 
 	// In file order, so that the messages are too.

@@ -35,7 +35,7 @@ func TestLoadConfig(t *testing.T) {
 			toml: "[smarthost]\nhost = \"smtp.example.com\"\n",
 			want: func(path string) *Config {
 				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
-					Smarthost: defaultSmarthost("smtp.example.com"), Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays}, Delivery: DeliverInteractive}
+					Smarthost: defaultSmarthost("smtp.example.com"), Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive}
 			},
 		},
 		{
@@ -43,7 +43,7 @@ func TestLoadConfig(t *testing.T) {
 			toml: "hostname = \"app01.example.com\"\n[smarthost]\nhost = \"smtp.example.com\"\n",
 			want: func(path string) *Config {
 				return &Config{Path: path, Hostname: "app01.example.com", Domain: "app01.example.com",
-					Smarthost: defaultSmarthost("smtp.example.com"), Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays}, Delivery: DeliverInteractive}
+					Smarthost: defaultSmarthost("smtp.example.com"), Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive}
 			},
 		},
 		{
@@ -53,7 +53,7 @@ func TestLoadConfig(t *testing.T) {
 				sh := defaultSmarthost("smtp.example.com")
 				sh.Port, sh.TLS, sh.Username, sh.PasswordFile = 465, TLSImplicit, "u", "/etc/relaymail/pw"
 				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
-					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays}, Delivery: DeliverInteractive}
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive}
 			},
 		},
 		{
@@ -63,7 +63,7 @@ func TestLoadConfig(t *testing.T) {
 				sh := defaultSmarthost("relay.internal")
 				sh.Port, sh.TLS = 25, TLSNone
 				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
-					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays}, Delivery: DeliverInteractive}
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive}
 			},
 		},
 		{
@@ -73,7 +73,7 @@ func TestLoadConfig(t *testing.T) {
 				sh := defaultSmarthost("relay.internal")
 				sh.Port, sh.TLS, sh.Username, sh.Password, sh.InsecurePlaintextAuth = 2525, TLSNone, "u", "pw", true
 				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
-					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays}, Delivery: DeliverInteractive}
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive}
 			},
 		},
 		{
@@ -107,7 +107,7 @@ root = "ops@example.net"
 						CAFile: "/etc/ssl/extra.pem", Username: "me@example.com",
 						PasswordCommand: []string{"oauth2-token", "--account", "me"}, Auth: AuthXOAUTH2,
 						Timeout: Duration(90 * time.Second), MaxConnections: 4},
-					Queue: QueueConfig{Dir: "/srv/spool", MaxAge: fiveDays}, Delivery: DeliverInteractive,
+					Queue: QueueConfig{Dir: "/srv/spool", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive,
 					Aliases: map[string]string{"root": "ops@example.net", "www-data": "web@example.com, root"}}
 			},
 		},
@@ -118,7 +118,7 @@ root = "ops@example.net"
 				sh := defaultSmarthost("relay.internal")
 				sh.Port, sh.TLS, sh.Auth, sh.Username = 25, TLSNone, AuthNone, "u"
 				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
-					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays}, Delivery: DeliverInteractive}
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive}
 			},
 		},
 		{
@@ -126,7 +126,7 @@ root = "ops@example.net"
 			toml: "\ufeffhostname = \"app01.example.com\"\r\n[smarthost]\r\nhost = \"smtp.example.com\"\r\n",
 			want: func(path string) *Config {
 				return &Config{Path: path, Hostname: "app01.example.com", Domain: "app01.example.com",
-					Smarthost: defaultSmarthost("smtp.example.com"), Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays}, Delivery: DeliverInteractive}
+					Smarthost: defaultSmarthost("smtp.example.com"), Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive}
 			},
 		},
 		{
@@ -136,7 +136,7 @@ root = "ops@example.net"
 				sh := defaultSmarthost("2001:db8::25")
 				sh.TLSServerName = "smtp.example.com"
 				return &Config{Path: path, Hostname: "sys.example.org", Domain: "sys.example.org",
-					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays}, Delivery: DeliverInteractive}
+					Smarthost: sh, Queue: QueueConfig{Dir: "/var/spool/relaymail", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive}
 			},
 		},
 	}

@@ -817,7 +817,7 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 		return nil
 	}
 	if inv.Drain {
-		st, err := runner.Drain(ctx, cfg.Smarthost.MaxConnections)
+		st, err := runner.Drain(ctx, cfg.Smarthost.MaxConnections, time.Duration(cfg.Queue.Linger))
 		if err != nil {
 			return sysexits.Errorf(sysexits.TempFail, "%v", err)
 		}

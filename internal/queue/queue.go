@@ -115,6 +115,10 @@ type Runner struct {
 	// recipients that already have the message), or they are damaged
 	// (reported once).
 	stuck map[string]bool
+	// keep makes Run leave its session open in sess for the next Run, as
+	// a lingering Drain wants; whoever sets it closes sess.
+	keep bool
+	sess Session
 }
 
 // New returns a Runner with defaults filled in.
@@ -203,10 +207,15 @@ type Stats struct {
 // and counted, not returned; the error is for a spool that cannot be read.
 func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 	var st Stats
-	var sess Session
+	sess := r.sess // a session a lingering Drain kept open, or nil
+	r.sess = nil
 	var dialErr error
 	defer func() {
-		if sess != nil {
+		switch {
+		case sess == nil:
+		case r.keep && !sess.Broken():
+			r.sess = sess
+		default:
 			sess.Close()
 		}
 	}()

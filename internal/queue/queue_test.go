@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"relaymail/internal/spool"
 )
@@ -291,7 +293,7 @@ func TestDrainDeliversArrivals(t *testing.T) {
 	for i := range 5 {
 		enqueue(t, sp, c, "s@x", fmt.Sprintf("r%d@x", i))
 	}
-	st, err := r.Drain(context.Background(), 1)
+	st, err := r.Drain(context.Background(), 1, 0)
 	if err != nil || st.Delivered != 5 || len(fs.sent) != 5 {
 		t.Errorf("Drain = %+v, %v; sent %q, want all 5 delivered", st, err, fs.sent)
 	}
@@ -299,7 +301,7 @@ func TestDrainDeliversArrivals(t *testing.T) {
 	slot, _ := AcquireSlot(sp.Dir(), 1)
 	defer slot.Release()
 	enqueue(t, sp, c, "s@x", "late@x")
-	if st, err := r.Drain(context.Background(), 1); err != nil || st.Attempted != 0 {
+	if st, err := r.Drain(context.Background(), 1, 0); err != nil || st.Attempted != 0 {
 		t.Errorf("Drain with the slot taken = %+v, %v, want nothing attempted", st, err)
 	}
 }
@@ -351,5 +353,97 @@ func TestRunBatches(t *testing.T) {
 	envs, _ := sp.List()
 	if len(envs) != 1 || envs[0].Recipients[0].State != spool.Pending || envs[0].Recipients[1].State != spool.Sent {
 		t.Errorf("left in the queue: %+v, want the message to later@x with ok@x sent", envs)
+	}
+}
+
+// TestDrainLingers: a Drain with linger keeps its slot and its session
+// after the queue empties, and delivers a message committed meanwhile
+// over the same session; once nothing arrives for linger it returns.
+func TestDrainLingers(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	fs := &fakeSession{}
+	var bounces []string
+	r, sp := newRunner(t, fs, c, &bounces)
+	dials := 0
+	r.o.Dial = func(context.Context) (Session, error) {
+		dials++
+		return fs, nil
+	}
+	enqueue(t, sp, c, "s@x", "first@x")
+	done := make(chan Stats, 1)
+	start := time.Now()
+	go func() {
+		st, err := r.Drain(context.Background(), 1, 500*time.Millisecond)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- st
+	}()
+	// Wait until the first message is out, then commit another.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		fs.mu.Lock()
+		n := len(fs.sent)
+		fs.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first message was not delivered")
+		}
+	}
+	if SlotFree(sp.Dir(), 1) {
+		t.Error("the lingering Drain let go of its slot")
+	}
+	enqueue(t, sp, c, "s@x", "second@x")
+	var st Stats
+	select {
+	case st = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Drain did not return")
+	}
+	if st.Delivered != 2 || !slices.Equal(fs.sent, []string{"first@x", "second@x"}) {
+		t.Errorf("Drain = %+v, sent %q; want both delivered", st, fs.sent)
+	}
+	if dials != 1 {
+		t.Errorf("%d sessions dialled, want 1: the second message must use the lingering one", dials)
+	}
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("Drain returned after %v, before its linger", d)
+	}
+}
+
+func TestEnvelopeCreated(t *testing.T) {
+	event := func(mask uint32, name string) []byte {
+		padded := len(name) + 1
+		for padded%16 != 0 {
+			padded++
+		}
+		b := make([]byte, 16+padded)
+		ev := (*syscall.InotifyEvent)(unsafe.Pointer(&b[0]))
+		ev.Mask, ev.Len = mask, uint32(padded)
+		copy(b[16:], name)
+		return b
+	}
+	tests := []struct {
+		events [][]byte
+		want   bool
+	}{
+		{[][]byte{event(syscall.IN_CREATE, "06H1PW3SNXM4JGTR.env")}, true},
+		{[][]byte{event(syscall.IN_CREATE, "tmp-06H1PW3SNXM4JGTR-WG3RNBR0"), event(syscall.IN_CREATE, "06H1PW3SNXM4JGTR.msg")}, false},
+		{[][]byte{event(syscall.IN_CREATE, "06H1PW3SNXM4JGTR.msg"), event(syscall.IN_CREATE, "06H1PW3SNXM4JGTR.env")}, true},
+		{[][]byte{event(syscall.IN_MOVED_TO, "06H1PW3SNXM4JGTR.env")}, false},
+		{nil, false},
+	}
+	for i, tt := range tests {
+		var b []byte
+		for _, e := range tt.events {
+			b = append(b, e...)
+		}
+		if got := envelopeCreated(b); got != tt.want {
+			t.Errorf("case %d: envelopeCreated = %v, want %v", i, got, tt.want)
+		}
+		if len(b) > 3 && envelopeCreated(b[:len(b)-3]) && !tt.want {
+			t.Errorf("case %d: a truncated buffer reads as an arrival", i)
+		}
 	}
 }

@@ -98,10 +98,30 @@ func SlotFree(spoolDir string, n int) bool {
 }
 
 // Drain delivers what is due while it holds a runner slot, until a pass
-// attempts nothing, then looks once more for messages that arrived as it
-// let go. It returns at once when every slot is taken: the holders deliver.
-func (r *Runner) Drain(ctx context.Context, slots int) (Stats, error) {
+// attempts nothing and no message arrives for linger (its session stays
+// open meanwhile, so a burst of sends travels over the runners already
+// connected); then it lets go and looks once more for messages that
+// arrived as it did. It returns at once when every slot is taken: the
+// holders deliver.
+func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (Stats, error) {
 	var total Stats
+	var w *arrivals
+	if linger > 0 {
+		// Watching starts before the first pass, so an arrival during a
+		// pass is not missed by the wait after it.
+		w, _ = watchArrivals(r.o.Spool.Dir())
+		if w != nil {
+			defer w.close()
+		}
+	}
+	r.keep = true
+	defer func() {
+		r.keep = false
+		if r.sess != nil {
+			r.sess.Close()
+			r.sess = nil
+		}
+	}()
 	for round := 0; round < 3 && ctx.Err() == nil; round++ {
 		slot, err := AcquireSlot(r.o.Spool.Dir(), slots)
 		if err != nil || slot == nil {
@@ -114,7 +134,7 @@ func (r *Runner) Drain(ctx context.Context, slots int) (Stats, error) {
 				slot.Release()
 				return total, err
 			}
-			if st.Attempted == 0 {
+			if st.Attempted == 0 && (w == nil || !w.wait(linger)) {
 				break
 			}
 		}

@@ -71,6 +71,7 @@ timeout = "10s"
 %s%s
 [queue]
 dir = %q
+linger = "200ms"
 `, extraTop, srv.Port(), tlsMode, ca, auth, extraSmarthost, filepath.Join(dir, "spool"))
 	path := filepath.Join(dir, "sendmail.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
