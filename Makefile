@@ -58,11 +58,12 @@ interop:
 	sh test/interop/setup.sh
 	INTEROP_REQUIRE_ALL=1 $(GO) test -tags interop -count=1 -v -timeout 10m ./test/interop/
 
-# The benchmark of issue 5 (first step: 0 ms round-trip time; B1, B5 and
-# B2-light): relaymail against msmtp, interleaved, on a local STARTTLS+AUTH
-# smarthost. setup.sh unpacks msmtp under test/bench/.tools (never installed
-# as the MTA); without it the report has absolute figures only. The results
-# go to BENCH.md; go test ./test/bench runs it in -smoke mode.
+# The benchmark of issue 5: relaymail against msmtp and dma, interleaved,
+# on a STARTTLS+AUTH smarthost, on loopback and across a 50 ms link (real
+# TCP between network namespaces, test/bench/netem; needs root). setup.sh
+# unpacks msmtp and dma under test/bench/.tools (never installed as the
+# MTA); without them the report has absolute figures only. The results go
+# to BENCH.md and BENCH.svg; go test ./test/bench runs it in -smoke mode.
 .PHONY: bench
 bench: build
 	sh test/bench/setup.sh

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"relaymail/test/bench/netem"
 	"strings"
 	"time"
 )
@@ -41,20 +42,44 @@ func (b *bench) single(s *stage) {
 	impls, rtt := b.impls(), s.nw.label()
 	b.progress("B1 one 2 KB message at %s: %d runs each of %s", rtt, b.st.runs, names(impls))
 	caller, e2e := map[*impl]*row{}, map[*impl]*row{}
+	flights, elapsed := map[*impl]*row{}, map[*impl]*row{}
+	w, counted := s.nw.(wire)
 	for _, im := range impls {
 		g := b.group("B1 "+rtt, im)
 		caller[im] = b.addRow("B1 caller", rtt, im, unitMS, g)
 		e2e[im] = b.addRow("B1 end-to-end", rtt, im, unitMS, g)
+		if counted {
+			flights[im] = b.addRow("B1 client flights on the wire", rtt, im, unitFlights, g)
+			elapsed[im] = b.addRow("B1 round trips, SYN to last client packet", rtt, im, unitRTT, g)
+		}
 		if b.st.warmup {
 			b.send(g, im, im.host(s), im.host(s).direct)
 		}
 	}
 	for r := 0; r < b.st.runs; r++ {
 		for _, im := range interleaved(impls, r) {
+			if counted {
+				w.resetConns()
+			}
 			c, e, ok := b.send(caller[im].group, im, im.host(s), im.host(s).direct)
 			caller[im].add(ms(c))
 			if ok {
 				e2e[im].add(ms(e))
+			}
+			if counted {
+				// The connection that carried the message: the one with
+				// the most bytes from the client (there is one per send).
+				var best *netem.ConnStats
+				cs := w.conns()
+				for i := range cs {
+					if best == nil || cs[i].ClientBytes > best.ClientBytes {
+						best = &cs[i]
+					}
+				}
+				if best != nil {
+					flights[im].add(float64(best.Flights))
+					elapsed[im].add(best.ElapsedRTTs)
+				}
 			}
 		}
 	}

@@ -64,6 +64,7 @@ import (
 	"time"
 
 	"relaymail/internal/smarthost"
+	"relaymail/test/bench/netem"
 )
 
 func main() {
@@ -87,6 +88,7 @@ type settings struct {
 	smoke       bool
 	warmup      bool
 	sandbox     bool
+	rtt         time.Duration // of the second stage; 0: loopback only
 }
 
 // run is the whole command. As root it re-executes itself in the sandbox
@@ -178,6 +180,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, bool) {
 	fs.IntVar(&st.atOnceReps, "at-once-reps", 3, "B3 runs per implementation")
 	fs.IntVar(&st.largeMiB, "large-mib", 100, "size of B4's message in MiB")
 	fs.IntVar(&st.largeRuns, "large-runs", 3, "B4 runs per implementation")
+	fs.DurationVar(&st.rtt, "rtt", 50*time.Millisecond, "round-trip time of the second stage (test/bench/netem, inside the sandbox); 0 for loopback only")
 	fs.BoolVar(&st.sandbox, "sandbox", true, "as root, run in a mount and network namespace of its own (needed for dma)")
 	fs.BoolVar(&st.smoke, "smoke", false, "tiny run for go test: one run of each, 2 invocations in B2 and B3, 1 MiB in B4, no msmtp, no dma")
 	if err := fs.Parse(args); err != nil {
@@ -190,6 +193,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, bool) {
 	if st.smoke {
 		st.runs, st.seq, st.reps, st.warmup = 1, 2, 1, false
 		st.atOnce, st.atOnceReps, st.largeMiB, st.largeRuns = 2, 1, 1, 1
+		st.rtt = min(st.rtt, 10*time.Millisecond)
 	}
 	if min(st.runs, st.seq, st.reps, st.atOnce, st.atOnceReps, st.largeMiB, st.largeRuns) < 1 {
 		fmt.Fprintln(stderr, "bench: -runs, -seq, -reps, -at-once, -at-once-reps, -large-mib and -large-runs must be at least 1")
@@ -227,6 +231,7 @@ type bench struct {
 	sb        *sandbox // nil when not sandboxed
 	noSandbox string   // why not
 	stages    []*stage // one per network
+	noRTT     string   // why there is no stage with a round-trip time
 
 	relaymail, relaymailBg *impl
 	msmtp, dma             *impl // nil when not measured
@@ -318,11 +323,30 @@ func newBench(st settings, log io.Writer, sb *sandbox, noSandbox string) (*bench
 		}
 	}
 
-	// TODO(#5): add a second stage at 50 ms on test/bench/netem's link
-	// (inside the sandbox only: it needs the private network namespace).
 	if err := b.addStage(loopback{}); err != nil {
 		b.close()
 		return nil, err
+	}
+	// The second stage needs the sandbox's private network namespace, in
+	// which test/bench/netem adds a second one behind a delaying link.
+	switch {
+	case st.rtt <= 0:
+	case sb == nil:
+		b.noRTT = fmt.Sprintf("%v not measured: no sandbox (%s)", st.rtt, noSandbox)
+	default:
+		l, err := netem.New(st.rtt)
+		if err != nil {
+			b.noRTT = fmt.Sprintf("%v not measured: %v", st.rtt, err)
+			break
+		}
+		if err := b.addStage(netemNet{l}); err != nil {
+			l.Close()
+			b.close()
+			return nil, err
+		}
+	}
+	if b.noRTT != "" {
+		fmt.Fprintf(log, "bench: %s\n", b.noRTT)
 	}
 	return b, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"relaymail/internal/smarthost"
+	"relaymail/test/bench/netem"
 )
 
 // network is the path between the implementations and the smarthosts: it
@@ -36,6 +37,28 @@ func (loopback) label() string                 { return "0 ms" }
 func (loopback) listen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 func (loopback) dialHost() string              { return "127.0.0.1" }
 func (loopback) close()                        {}
+
+// netemNet is test/bench/netem's link: real TCP between this namespace and
+// a second one, each packet delayed by half the round-trip time each way.
+// The smarthosts' listeners live in the second namespace.
+type netemNet struct{ l *netem.Link }
+
+func (n netemNet) label() string { return fmt.Sprintf("%d ms", n.l.RTT().Milliseconds()) }
+func (n netemNet) listen() (net.Listener, error) {
+	return n.l.Listen("tcp", n.l.ServerIP()+":0")
+}
+func (n netemNet) dialHost() string { return n.l.ServerIP() }
+func (n netemNet) close()           { n.l.Close() }
+
+// wire is a network that sees the packets: it counts the round trips of
+// each connection.
+type wire interface {
+	resetConns()
+	conns() []netem.ConnStats
+}
+
+func (n netemNet) resetConns()              { n.l.ResetConns() }
+func (n netemNet) conns() []netem.ConnStats { return n.l.Conns() }
 
 // stage is everything that depends on the network: a smarthost for
 // relaymail and msmtp, one for dma, and the targets each implementation is
