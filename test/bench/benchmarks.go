@@ -5,9 +5,13 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"relaymail/test/bench/netem"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"relaymail/test/bench/netem"
 )
 
 // B5: start-up. It touches no network, so it runs once, not per stage;
@@ -17,6 +21,7 @@ func (b *bench) startup() {
 	if b.msmtp != nil {
 		impls = append(impls, b.msmtp)
 	}
+	impls = append(impls, b.floors()...)
 	b.progress("B5 start-up: %d runs of --version each of %s", b.st.runs, names(impls))
 	rows := map[*impl]*row{}
 	for _, im := range impls {
@@ -35,6 +40,29 @@ func (b *bench) startup() {
 			}
 		}
 	}
+}
+
+// floors are B5's baselines: /bin/true (what fork, exec and wait cost a
+// C program) and a Go program that prints its version and nothing else
+// (what the Go runtime's start costs any Go binary), built here with the
+// same flags as relaymail. A floor that cannot be had is left out.
+func (b *bench) floors() []*impl {
+	out := []*impl{{name: "/bin/true (floor)", bin: "/bin/true", kind: floorKind}}
+	dir := filepath.Join(b.dir, "hello")
+	src := "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"hello 1\\n\") }\n"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return out
+	}
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello\n\ngo 1.26\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", "hello", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out2, err := cmd.CombinedOutput(); err != nil {
+		b.progress("no Go hello-world floor: go build: %v: %s", err, firstLine(string(out2)))
+		return out
+	}
+	return append(out, &impl{name: "Go hello world (floor)", bin: filepath.Join(dir, "hello"), kind: floorKind})
 }
 
 // B1: one message, caller and end-to-end.

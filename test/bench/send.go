@@ -21,6 +21,7 @@ const (
 	relaymailKind kind = iota
 	msmtpKind
 	dmaKind
+	floorKind // a program that does nothing, measured in B5 as a floor
 )
 
 // impl is one way of sending: a binary, its environment and its flags.
