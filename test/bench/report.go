@@ -368,6 +368,7 @@ func (b *bench) report(args []string, svg string) string {
 		p("- %s\n", n)
 	}
 	p("\n%s\n", b.targets())
+	p("%s", b.analysis())
 	if svg != "" {
 		p("![caller and end-to-end times per implementation](%s)\n\n", filepath.Base(svg))
 	}
@@ -479,4 +480,77 @@ func fsType(dir string) string {
 		return n
 	}
 	return fmt.Sprintf("file system type %#x", s.Type)
+}
+
+// figure is median's value for the analysis: 0 when there is none or im
+// is nil (then formatMS shows "0.00 ms", which the text makes no claim on).
+func (b *bench) figure(bench, rtt string, im *impl) float64 {
+	if im == nil {
+		return 0
+	}
+	return max(b.median(bench, rtt, im), 0)
+}
+
+// analysis explains the targets that are hard for a Go program, with this
+// run's figures: where the time goes and what would close the gap.
+func (b *bench) analysis() string {
+	var floor, hello *impl
+	for _, r := range b.rows {
+		if r.impl.kind == floorKind && strings.HasPrefix(r.impl.name, "/bin/true") {
+			floor = r.impl
+		}
+		if r.impl.kind == floorKind && strings.HasPrefix(r.impl.name, "Go hello") {
+			hello = r.impl
+		}
+	}
+	const b5 = "B5 start-up (--version)"
+	tTrue, tHello := b.figure(b5, "—", floor), b.figure(b5, "—", hello)
+	tVersion, tMsmtp := b.figure(b5, "—", b.relaymail), b.figure(b5, "—", b.msmtp)
+	odb0, dma0 := b.figure("B1 caller", "0 ms", b.relaymailBg), b.figure("B1 caller", "0 ms", b.dma)
+	def0, msmtp0 := b.figure("B1 caller", "0 ms", b.relaymail), b.figure("B1 caller", "0 ms", b.msmtp)
+	var w strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&w, format, a...) }
+	p("## Where the time goes, and what is left\n\n")
+	p(`- **Start-up (B5) is the Go runtime's.** In this run /bin/true takes
+  %s and a Go program that only prints a line %s (fork, exec, wait, the
+  runtime's threads, signal handlers and heap); relaymail --version takes
+  %s, msmtp %s. relaymail's part above the Go floor is its package
+  initialisers (crypto/tls, net, encoding/json, BurntSushi/toml, and
+  go-smtp, which compiles two regular expressions at init):
+  GODEBUG=inittrace=1 counts about 80 of them and 4 ms of CPU on this
+  machine. What would close the gap: linking fewer packages (no regexp
+  through go-smtp, no encoding/json for the envelope), or a C front end;
+  neither is worth a less safe or less readable program.
+`, formatMS(tTrue), formatMS(tHello), formatMS(tVersion), formatMS(tMsmtp))
+	p(`- **B1 at 0 ms, default mode** (%s against msmtp's %s): msmtp's figure is
+  mostly two 40 ms stalls of Nagle's algorithm against delayed ACKs; a
+  tenth of it is less than the Go floor above plus the two disk waits of
+  the spool commit (file and directory fsync, about 1 ms each here) plus
+  the STARTTLS, AUTH and BDAT session (8 flights; TLS 1.3 with an ECDSA
+  certificate). The spool commit is the price of never losing a message,
+  which msmtp does not pay. With -odb the caller waits only for the
+  commit: %s.
+`, formatMS(def0), formatMS(msmtp0), formatMS(odb0))
+	p(`- **-odb against dma** (B1 -odb caller %s, dma %s at 0 ms; B2 and B3
+  follow from it): both commit to a spool and hand delivery to a
+  background process, but dma is a small C program and relaymail pays the
+  Go floor above on every call, which is most of its caller time. The
+  delivery side is where relaymail wins: a burst travels over at most
+  max_connections connections, up to 50 messages per round trip (RSET,
+  MAIL, RCPT, BDAT LAST pipelined), where dma opens one connection per
+  message and needs more than twice as many round trips for each (see
+  the flights rows). What would close the caller gap: a resident process
+  (the loopback listener of issue 11 or -bs) for callers that can talk
+  SMTP; for the sendmail command line, a smaller binary (above).
+- **Round trips**: an interactive relaymail send is 8 client flights from
+  SYN to the final reply, QUIT not awaited: SYN, EHLO (after the
+  greeting), STARTTLS, TLS 1.3 ClientHello, Finished with EHLO, AUTH, then
+  MAIL, RCPT and BDAT LAST with the message in one flight, then QUIT.
+  Pipelining AUTH PLAIN with the transaction (RFC 4954 4 allows it) would
+  save one more, but a server that refuses the login and accepts mail
+  anyway would then get the message unauthenticated; relaymail keeps AUTH
+  in its own round trip so that a refused login never sends mail.
+
+`, formatMS(odb0), formatMS(dma0))
+	return w.String()
 }
