@@ -117,8 +117,9 @@ type Runner struct {
 	stuck map[string]bool
 	// keep makes Run leave its session open in sess for the next Run, as
 	// a lingering Drain wants; whoever sets it closes sess.
-	keep bool
-	sess Session
+	keep    bool
+	sess    Session
+	dialErr error // why Drain's early dial failed, for the next Run
 }
 
 // New returns a Runner with defaults filled in.
@@ -208,8 +209,8 @@ type Stats struct {
 func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 	var st Stats
 	sess := r.sess // a session a lingering Drain kept open, or nil
-	r.sess = nil
-	var dialErr error
+	dialErr := r.dialErr
+	r.sess, r.dialErr = nil, nil
 	defer func() {
 		switch {
 		case sess == nil:

@@ -127,6 +127,12 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 		if err != nil || slot == nil {
 			return total, err
 		}
+		if round == 0 && r.anyDue() {
+			// Connect first and list after: messages committed while
+			// TCP, TLS and AUTH take their round trips go in the first
+			// batch instead of waiting for a second one.
+			r.sess, r.dialErr = r.o.Dial(ctx)
+		}
 		for ctx.Err() == nil {
 			st, err := r.Run(ctx, false)
 			total.add(st)
