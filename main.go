@@ -31,6 +31,7 @@ import (
 	"relaymail/internal/queue"
 	"relaymail/internal/recipient"
 	"relaymail/internal/secret"
+	"relaymail/internal/smtpd"
 	"relaymail/internal/spool"
 	"relaymail/internal/sysexits"
 	"relaymail/internal/transcript"
@@ -121,8 +122,6 @@ func (p *process) main(args []string) error {
 		return nil
 	case ModeIgnore:
 		return nil
-	case ModeSMTP:
-		return sysexits.Errorf(sysexits.Usage, "SMTP on standard input (-bs) is not supported yet")
 	case ModeDaemon:
 		return sysexits.Errorf(sysexits.Usage, "daemon mode (-bd) is not supported yet")
 	}
@@ -147,6 +146,8 @@ func (p *process) main(args []string) error {
 		return p.runQueue(cfg, inv)
 	case ModeDelete, ModeRequeue:
 		return p.adminQueue(cfg, inv)
+	case ModeSMTP:
+		return p.serveSMTP(cfg, inv)
 	}
 	return p.send(cfg, inv)
 }
@@ -363,26 +364,30 @@ func deliveryMode(cfg *Config, inv Invocation) DeliveryMode {
 	return cfg.Delivery
 }
 
-// send is sendmail's default mode: spool the message, then deliver it as
-// the delivery mode says. Once the spool commit succeeds the message is
-// safe, and every later trouble ends with it queued and exit 0.
-func (p *process) send(cfg *Config, inv Invocation) error {
-	if cfg.Queue.Dir == "" {
-		return p.sendDirect(cfg, inv)
-	}
-	sp, err := p.openSpool(cfg)
-	if err != nil {
-		return err
-	}
+// spoolMessage creates a spool file, has fill write the message into it
+// and return its envelope, and commits it: the one way into the spool of
+// the command line and of -bs. On any error the file is removed, so
+// nothing half-written is left; the error is fill's, or the spool's
+// (TempFail, CantCreat, with a hint).
+func (p *process) spoolMessage(cfg *Config, sp *spool.Spool, fill func(w io.Writer) (*spool.Envelope, error)) (*spool.Envelope, error) {
 	w, err := sp.Create()
 	if err != nil {
-		return spoolHint(cfg, err)
+		return nil, spoolHint(cfg, err)
 	}
 	defer w.Abort() // after Commit it does nothing
-	a, err := p.accept(cfg, inv, w)
+	env, err := fill(w)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	if err := w.Commit(env); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// envelope is the spool envelope of a, with the DSN, body and error mode
+// settings of inv.
+func (p *process) envelope(inv Invocation, a accepted) *spool.Envelope {
 	env := &spool.Envelope{
 		From: a.from, Body: inv.Body, EightBit: a.intake.EightBit,
 		Return: inv.DSNReturn, EnvID: inv.EnvID, ErrorMode: string(inv.ErrorMode),
@@ -395,7 +400,145 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 	for _, r := range a.rcpts {
 		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r, State: spool.Pending, Notify: inv.DSNNotify})
 	}
-	if err := w.Commit(env); err != nil {
+	return env
+}
+
+// serveSMTP is -bs: one SMTP session on stdin and stdout, for Symfony
+// Mailer and Laravel. MAIL FROM counts as -f and each RCPT TO as a
+// command-line recipient; each message takes the command line's intake and
+// spool path and earns its 250 only once committed. The caller waits for
+// the process to exit, so nothing is delivered during the session: after
+// it, the committed messages are delivered in the background as with -odb
+// (also for the default interactive mode; Postfix's -bs only queues), or
+// only queued with -odq. -t is refused with -bs (as Postfix does); -i, -f,
+// -B and the DSN flags do not apply (SMTP says all that), -F still names
+// the From added to a message without one.
+func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
+	if cfg.Queue.Dir == "" {
+		// TODO(#6): relay each message before its 250 when there is no spool.
+		return sysexits.Errorf(sysexits.Usage, "-bs needs a queue: [queue] dir is empty in %s", cfg.Path)
+	}
+	if _, err := recipients(cfg); err != nil {
+		return err // a broken [aliases] table stops us before the greeting
+	}
+	sp, err := p.openSpool(cfg)
+	if err != nil {
+		return err
+	}
+	mode := deliveryMode(cfg, inv)
+	// -v shows the log lines, not the conversation: the client has it, and
+	// go-smtp's debug copy of a pipelined session runs ahead of the
+	// replies, message data included.
+	log := p.logger(inv)
+	defer log.Close()
+	opts := smtpd.Options{
+		Hostname: cfg.Hostname,
+		Sender: func(addr string) (string, error) {
+			i := inv
+			i.Sender, i.SenderSet = addr, true
+			return p.sender(cfg, i)
+		},
+		Recipient: func(addr string) ([]string, error) {
+			rs, err := recipients(cfg)
+			if err == nil {
+				err = addRecipient(cfg, rs, addr, sysexits.Usage, "RCPT TO")
+			}
+			if err != nil {
+				return nil, err
+			}
+			return rs.Addrs(), nil
+		},
+		Commit: func(e smtpd.Envelope, data io.Reader) (string, error) {
+			i := inv
+			i.Body, i.DSNReturn, i.EnvID, i.DSNNotify = e.Body, e.Return, e.EnvID, nil
+			a := accepted{from: e.From}
+			for _, r := range e.Rcpts {
+				a.rcpts = append(a.rcpts, r.Addr)
+			}
+			env, err := p.spoolMessage(cfg, sp, func(w io.Writer) (*spool.Envelope, error) {
+				var err error
+				a.intake, err = intake.Copy(w, data, intake.Options{
+					IgnoreDots: true, // SMTP has removed the dot-stuffing
+					Hostname:   cfg.Hostname,
+					From:       p.fromHeader(cfg, inv, e.From),
+					Now:        p.now,
+				})
+				if err != nil {
+					return nil, err
+				}
+				env := p.envelope(i, a)
+				env.SMTPUTF8 = e.SMTPUTF8
+				for k, r := range e.Rcpts {
+					env.Recipients[k].Notify = r.Notify
+				}
+				return env, nil
+			})
+			if err != nil {
+				return "", err
+			}
+			reply := "SMTP on stdin (-bs), delivery after the session"
+			if mode == DeliverQueue {
+				reply = "SMTP on stdin (-bs), delivery mode queue (-odq)"
+			}
+			log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: reply})
+			return env.ID, nil
+		},
+	}
+	out, closeOut := p.smtpOut()
+	ids, err := smtpd.Serve(p.stdin, out, opts)
+	closeOut()
+	if len(ids) > 0 && mode != DeliverQueue && queue.SlotFree(sp.Dir(), cfg.Smarthost.MaxConnections) {
+		if berr := p.background(cfg, "--drain"); berr != nil {
+			fmt.Fprintf(p.stderr, "%s: queued %d message(s); background delivery did not start (%v): the next queue run delivers them\n", p.name, len(ids), berr)
+		}
+	}
+	return err
+}
+
+// smtpOut is where -bs writes its replies: a duplicate of stdout's file
+// descriptor when stdout is a file. A Go program that writes to a closed
+// pipe on fd 1 dies of SIGPIPE, on another descriptor the write fails with
+// EPIPE: a client that closes its end early must not stop the delivery of
+// what it committed. The duplicate is close-on-exec, so the background
+// runner does not hold the client's pipe open.
+func (p *process) smtpOut() (io.Writer, func()) {
+	f, ok := p.stdout.(*os.File)
+	if !ok {
+		return p.stdout, func() {}
+	}
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return p.stdout, func() {}
+	}
+	d := os.NewFile(uintptr(fd), "stdout")
+	return d, func() { d.Close() }
+}
+
+// send is sendmail's default mode: spool the message, then deliver it as
+// the delivery mode says. Once the spool commit succeeds the message is
+// safe, and every later trouble ends with it queued and exit 0.
+func (p *process) send(cfg *Config, inv Invocation) error {
+	if cfg.Queue.Dir == "" {
+		return p.sendDirect(cfg, inv)
+	}
+	sp, err := p.openSpool(cfg)
+	if err != nil {
+		return err
+	}
+	var a accepted
+	env, err := p.spoolMessage(cfg, sp, func(w io.Writer) (*spool.Envelope, error) {
+		var err error
+		if a, err = p.accept(cfg, inv, w); err != nil {
+			return nil, err
+		}
+		return p.envelope(inv, a), nil
+	})
+	if err != nil {
 		return err
 	}
 

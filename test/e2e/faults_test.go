@@ -215,7 +215,7 @@ func TestRefusedArguments(t *testing.T) {
 		{"no recipients", []string{"-f", "a@example.com"}, 64, "no recipients"},
 		{"no recipients with -t", []string{"-t", "-f", "a@example.com"}, 64, "no recipients"},
 		{"bad recipient syntax", []string{"-f", "a@example.com", "b@@example.net"}, 64, "b@@example.net"},
-		{"-bs not supported yet", []string{"-bs"}, 64, "not supported yet"},
+		{"-t with -bs", []string{"-bs", "-t"}, 64, "-t can be used only in delivery mode"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
