@@ -370,19 +370,31 @@ func deliveryMode(cfg *Config, inv Invocation) DeliveryMode {
 // nothing half-written is left; the error is fill's, or the spool's
 // (TempFail, CantCreat, with a hint).
 func (p *process) spoolMessage(cfg *Config, sp *spool.Spool, fill func(w io.Writer) (*spool.Envelope, error)) (*spool.Envelope, error) {
+	env, item, err := p.spoolMessageLocked(cfg, sp, false, fill)
+	if item != nil {
+		item.Unlock()
+	}
+	return env, err
+}
+
+// spoolMessageLocked is spoolMessage that, with lock, keeps the committed
+// message locked and returns it, for a sender that delivers it itself:
+// no queue runner can take it in between. The caller must Unlock it.
+func (p *process) spoolMessageLocked(cfg *Config, sp *spool.Spool, lock bool, fill func(w io.Writer) (*spool.Envelope, error)) (*spool.Envelope, *spool.Item, error) {
 	w, err := sp.Create()
 	if err != nil {
-		return nil, spoolHint(cfg, err)
+		return nil, nil, spoolHint(cfg, err)
 	}
 	defer w.Abort() // after Commit it does nothing
 	env, err := fill(w)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := w.Commit(env); err != nil {
-		return nil, err
+	if lock {
+		item, err := w.CommitLocked(env)
+		return env, item, err
 	}
-	return env, nil
+	return env, nil, w.Commit(env)
 }
 
 // envelope is the spool envelope of a, with the DSN, body and error mode
@@ -531,7 +543,9 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 		return err
 	}
 	var a accepted
-	env, err := p.spoolMessage(cfg, sp, func(w io.Writer) (*spool.Envelope, error) {
+	mode := deliveryMode(cfg, inv)
+	// Every mode but -odq and -odb delivers here, from the locked message.
+	env, item, err := p.spoolMessageLocked(cfg, sp, mode != DeliverQueue && mode != DeliverBackground, func(w io.Writer) (*spool.Envelope, error) {
 		var err error
 		if a, err = p.accept(cfg, inv, w); err != nil {
 			return nil, err
@@ -544,7 +558,7 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 
 	log := p.logger(inv)
 	defer log.Close()
-	switch deliveryMode(cfg, inv) {
+	switch mode {
 	case DeliverQueue:
 		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "delivery mode queue (-odq)"})
 		return nil
@@ -564,6 +578,7 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 
 	opts, err := p.relayOptions(cfg, inv)
 	if err != nil {
+		item.Unlock()
 		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)
 		return nil
 	}
@@ -572,7 +587,7 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 	// -oep, -oew and -oeq tell the caller through stderr and the exit code
 	// when every recipient is refused; -oem and -oee mail a bounce.
 	callerTold := inv.ErrorMode != 'm' && inv.ErrorMode != 'e'
-	out, err := runner.DeliverID(context.Background(), env.ID, callerTold)
+	out, err := runner.DeliverItem(context.Background(), item, callerTold)
 	if err != nil {
 		// The message is committed: it waits for the next queue run.
 		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)

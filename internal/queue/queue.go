@@ -179,7 +179,14 @@ func (r *Runner) DeliverID(ctx context.Context, id string, callerTold bool) (Out
 		}
 		return Outcome{ID: id}, err
 	}
+	return r.DeliverItem(ctx, item, callerTold)
+}
+
+// DeliverItem is DeliverID for a message the caller has locked already
+// (spool.Writer.CommitLocked); it unlocks it.
+func (r *Runner) DeliverItem(ctx context.Context, item *spool.Item, callerTold bool) (Outcome, error) {
 	defer item.Unlock()
+	id := item.Env.ID
 	if len(item.Env.Pending()) == 0 {
 		return Outcome{ID: id}, r.finish(item, Outcome{ID: id})
 	}

@@ -133,6 +133,7 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 			// batch instead of waiting for a second one.
 			r.sess, r.dialErr = r.o.Dial(ctx)
 		}
+		var busy time.Time // since when passes have found only busy messages
 		for ctx.Err() == nil {
 			st, err := r.Run(ctx, false)
 			total.add(st)
@@ -140,7 +141,20 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 				slot.Release()
 				return total, err
 			}
-			if st.Attempted == 0 && (w == nil || !w.wait(linger)) {
+			if st.Attempted > 0 {
+				continue
+			}
+			if st.Busy > 0 && time.Since(busySince(&busy)) < linger {
+				// A message held by someone else: its sender finishing
+				// the commit (the envelope is visible a moment before
+				// the sender lets go), a sender delivering it itself, or
+				// another runner. Look again soon rather than wait for
+				// an arrival that was already announced.
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			busy = time.Time{}
+			if w == nil || !w.wait(linger) {
 				break
 			}
 		}
@@ -150,6 +164,14 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 		}
 	}
 	return total, nil
+}
+
+// busySince returns *t, set to now if it was zero.
+func busySince(t *time.Time) time.Time {
+	if t.IsZero() {
+		*t = time.Now()
+	}
+	return *t
 }
 
 // anyDue reports whether some message waits for an attempt now.

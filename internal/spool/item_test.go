@@ -557,3 +557,39 @@ func TestCrashDuringFail(t *testing.T) {
 	wantEntries(t, s.Dir(), "failed")
 	wantEntries(t, s.failed, id+".env", id+".msg")
 }
+
+// TestCommitLocked: the message is committed and stays locked by the
+// Writer's own file, so no one else can take it before the sender lets go.
+func TestCommitLocked(t *testing.T) {
+	s, _ := newSpool(t)
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("locked\r\n"))
+	it, err := w.CommitLocked(testEnvelope())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lock(w.ID); !errors.Is(err, ErrLocked) {
+		t.Errorf("Lock while the sender holds it = %v, want ErrLocked", err)
+	}
+	if envs, errs := s.List(); len(envs) != 1 || len(errs) != 0 {
+		t.Errorf("List = %v, %v; want the message", envs, errs)
+	}
+	f, err := it.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(f)
+	f.Close()
+	if string(b) != "locked\r\n" {
+		t.Errorf("Open reads %q", b)
+	}
+	it.Unlock()
+	other, err := s.Lock(w.ID)
+	if err != nil {
+		t.Fatalf("Lock after Unlock: %v", err)
+	}
+	other.Unlock()
+}

@@ -190,8 +190,9 @@ type Writer struct {
 	envF   *os.File // the envelope's temporary file, locked
 	env    string   // <ID>.env
 
-	err  error // the first failure, returned by every later call
-	done bool  // committed, aborted, or failed and cleaned up
+	err      error // the first failure, returned by every later call
+	done     bool  // committed, aborted, or failed and cleaned up
+	keepLock bool  // CommitLocked: the data file stays open and locked
 }
 
 type writerFunc func([]byte) (int, error)
@@ -306,9 +307,22 @@ func (w *Writer) Commit(env *Envelope) error {
 	// Committed. The files were fsynced, so closing them cannot lose
 	// anything; it releases the lock.
 	w.envF.Close()
-	w.f.Close()
+	if !w.keepLock {
+		w.f.Close()
+	}
 	w.done = true
 	return nil
+}
+
+// CommitLocked is Commit that keeps the message locked: it returns it as
+// an Item, so that the sender delivers it with no instant in which a
+// queue runner could take it first. The caller must Unlock the Item.
+func (w *Writer) CommitLocked(env *Envelope) (*Item, error) {
+	w.keepLock = true
+	if err := w.Commit(env); err != nil {
+		return nil, err
+	}
+	return &Item{Env: env, s: w.s, id: w.ID, f: w.f}, nil
 }
 
 // fail records err, removes what the Writer put on disk and returns err.
