@@ -115,12 +115,17 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 		}
 	}
 	r.keep = true
-	defer func() {
-		r.keep = false
+	// The session ends before the slot is let go: a slot is one
+	// connection, and the next holder may open its own at once.
+	closeSession := func() {
 		if r.sess != nil {
 			r.sess.Close()
 			r.sess = nil
 		}
+	}
+	defer func() {
+		r.keep = false
+		closeSession()
 	}()
 	for round := 0; round < 3 && ctx.Err() == nil; round++ {
 		slot, err := AcquireSlot(r.o.Spool.Dir(), slots)
@@ -138,6 +143,7 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 			st, err := r.Run(ctx, false)
 			total.add(st)
 			if err != nil {
+				closeSession()
 				slot.Release()
 				return total, err
 			}
@@ -158,6 +164,7 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 				break
 			}
 		}
+		closeSession()
 		slot.Release()
 		if !r.anyDue() {
 			break
