@@ -370,10 +370,7 @@ func deliveryMode(cfg *Config, inv Invocation) DeliveryMode {
 // nothing half-written is left; the error is fill's, or the spool's
 // (TempFail, CantCreat, with a hint).
 func (p *process) spoolMessage(cfg *Config, sp *spool.Spool, fill func(w io.Writer) (*spool.Envelope, error)) (*spool.Envelope, error) {
-	env, item, err := p.spoolMessageLocked(cfg, sp, false, fill)
-	if item != nil {
-		item.Unlock()
-	}
+	env, _, err := p.spoolMessageLocked(cfg, sp, false, fill)
 	return env, err
 }
 

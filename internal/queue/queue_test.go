@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -270,6 +271,9 @@ func TestAcquireSlot(t *testing.T) {
 	if SlotFree(dir, 2) {
 		t.Error("SlotFree with both slots held = true")
 	}
+	if RunnersIdle(dir) {
+		t.Error("RunnersIdle with both slots held = true")
+	}
 	if !SlotFree(dir, 3) {
 		t.Error("SlotFree with one of three free = false")
 	}
@@ -282,7 +286,16 @@ func TestAcquireSlot(t *testing.T) {
 		t.Fatalf("slot after a release: %v, %v", c, err)
 	}
 	b.Release()
+	if RunnersIdle(dir) {
+		t.Error("RunnersIdle with one slot held = true")
+	}
 	c.Release()
+	if !RunnersIdle(dir) {
+		t.Error("RunnersIdle with every slot free = false")
+	}
+	if !RunnersIdle(filepath.Join(dir, "missing")) {
+		t.Error("RunnersIdle without a spool = false")
+	}
 }
 
 func TestDrainDeliversArrivals(t *testing.T) {

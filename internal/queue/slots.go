@@ -60,6 +60,25 @@ func AcquireSlot(spoolDir string, n int) (*Slot, error) {
 	return nil, nil
 }
 
+// RunnersIdle reports whether no runner holds a slot under spoolDir: every
+// slot file there, however many a config allows, can be locked now. A
+// spool without runner slots is idle.
+func RunnersIdle(spoolDir string) bool {
+	paths, _ := filepath.Glob(filepath.Join(spoolDir, "run", "slot.*"))
+	for _, path := range paths {
+		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			continue
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		f.Close()
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // WaitSlot takes one of n runner slots, waiting while all are held, until
 // ctx ends (then it returns nil and ctx's error).
 func WaitSlot(ctx context.Context, spoolDir string, n int) (*Slot, error) {
@@ -150,7 +169,10 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 			if st.Attempted > 0 {
 				continue
 			}
-			if st.Busy > 0 && time.Since(busySince(&busy)) < linger {
+			if busy.IsZero() {
+				busy = time.Now()
+			}
+			if st.Busy > 0 && time.Since(busy) < linger {
 				// A message held by someone else: its sender finishing
 				// the commit (the envelope is visible a moment before
 				// the sender lets go), a sender delivering it itself, or
@@ -171,14 +193,6 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 		}
 	}
 	return total, nil
-}
-
-// busySince returns *t, set to now if it was zero.
-func busySince(t *time.Time) time.Time {
-	if t.IsZero() {
-		*t = time.Now()
-	}
-	return *t
 }
 
 // anyDue reports whether some message waits for an attempt now.

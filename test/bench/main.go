@@ -215,6 +215,9 @@ const (
 	// run's last; largeTimeout for B4's.
 	arriveTimeout = 30 * time.Second
 	largeTimeout  = 120 * time.Second
+	// quiesceTimeout bounds the wait for the previous run's runners and
+	// connections to end: a linger (2s) and a QUIT.
+	quiesceTimeout = 10 * time.Second
 	// settleTimeout bounds the wait for a spool to empty.
 	settleTimeout = 15 * time.Second
 	// stuckAfter is how long a spool's count must stay the same before B2

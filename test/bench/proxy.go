@@ -41,6 +41,13 @@ func (p *proxy) resetPeak() {
 	p.mu.Unlock()
 }
 
+// openNow returns how many connections are open.
+func (p *proxy) openNow() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.open
+}
+
 // peakOpen returns the most connections open at once since resetPeak.
 func (p *proxy) peakOpen() int {
 	p.mu.Lock()

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"relaymail/internal/queue"
 )
 
 // kind is which program an implementation runs.
@@ -211,11 +213,37 @@ func (b *bench) expect(sum [32]byte, g string, im *impl) {
 
 // prepare readies im to send through t: dma's config names the target.
 func (b *bench) prepare(g string, im *impl, t *target) {
+	b.quiesce()
 	if im.kind != dmaKind {
 		return
 	}
 	if err := b.dmaConf.use(t); err != nil {
 		b.fail(g, fmt.Sprintf("write dma's config: %v", err))
+	}
+}
+
+// quiesce waits, for at most quiesceTimeout, until the previous run is
+// over on every network: no relaymail runner holds a slot (they linger for
+// [queue] linger after their last message, connection open) and the
+// proxies carry no connection. A run then measures from a cold start and
+// counts only its own connections.
+func (b *bench) quiesce() {
+	deadline := time.Now().Add(quiesceTimeout)
+	for {
+		quiet := true
+		for _, s := range b.stages {
+			h := s.main
+			if !queue.RunnersIdle(h.direct.spool) || !queue.RunnersIdle(h.proxied.spool) || h.proxy.openNow() > 0 {
+				quiet = false
+			}
+			if s.dma != nil && s.dma.proxy.openNow() > 0 {
+				quiet = false
+			}
+		}
+		if quiet || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

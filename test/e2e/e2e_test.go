@@ -169,20 +169,7 @@ func vmHWM(path string) int64 {
 func waitRunners(spoolDir string) {
 	quiet := time.Time{}
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		var slots []*queue.Slot
-		all := true
-		for range 100 {
-			sl, err := queue.AcquireSlot(spoolDir, 100)
-			if err != nil || sl == nil {
-				all = err != nil // no spool at all: nothing to wait for
-				break
-			}
-			slots = append(slots, sl)
-		}
-		for _, sl := range slots {
-			sl.Release()
-		}
-		if !all {
+		if !queue.RunnersIdle(spoolDir) {
 			quiet = time.Time{}
 			continue
 		}
