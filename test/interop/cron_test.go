@@ -55,31 +55,37 @@ func TestCronInvocation(t *testing.T) {
 	}
 }
 
-// cronNamespace runs as sh -c inside "unshare -m --propagation private",
-// so every mount it makes vanishes with the namespace and the machine's
-// /usr/sbin/sendmail is never touched. Arguments: a private directory, the
-// cron binary, the wrapper to serve as /usr/sbin/sendmail, the crontab.
+// sbinWrapper is the start of a script run as sh -c inside "unshare -m
+// --propagation private", so every mount it makes vanishes with the
+// namespace and the machine's /usr/sbin/sendmail is never touched. It
+// expects $W, a private directory, and $WRAP, the wrapper to serve as
+// /usr/sbin/sendmail. /usr/sbin becomes a tmpfs holding links to the real
+// entries (reached through a bind mount of the original) and the wrapper
+// as sendmail: Debian's cron and the mail libraries' defaults name
+// /usr/sbin/sendmail, and bind-mounting over it needs a file there, which
+// a machine without an MTA lacks.
+const sbinWrapper = `O=$(mktemp -d "$W/sbin.orig.XXXXXX")
+mount --bind /usr/sbin "$O"
+mount -t tmpfs -o mode=0755 tmpfs /usr/sbin
+for f in "$O"/*; do
+	n=${f##*/}
+	[ "$n" = sendmail ] || ln -s "$f" "/usr/sbin/$n"
+done
+cp "$WRAP" /usr/sbin/sendmail
+chmod 0755 /usr/sbin/sendmail
+`
+
+// cronNamespace runs cron with sbinWrapper's /usr/sbin. Arguments: a
+// private directory, the cron binary, the wrapper to serve as
+// /usr/sbin/sendmail, the crontab.
 //
-//   - /usr/sbin becomes a tmpfs holding links to the real entries (reached
-//     through a bind mount of the original) and the wrapper as sendmail:
-//     Debian's cron hardcodes /usr/sbin/sendmail, and bind-mounting over
-//     it needs a file there, which a machine without an MTA lacks.
 //   - /var/spool gets a tmpfs with root's crontab in cron/crontabs; /etc/cron.d
 //     and /etc/crontab are hidden, so no system job mails during the test.
 //   - /run gets a tmpfs: the pid file goes there, and without
 //     /run/crond.reboot cron runs @reboot jobs at once.
 const cronNamespace = `set -eu
 W=$1 CRON=$2 WRAP=$3 CRONTAB=$4
-mkdir "$W/sbin.orig"
-mount --bind /usr/sbin "$W/sbin.orig"
-mount -t tmpfs -o mode=0755 tmpfs /usr/sbin
-for f in "$W"/sbin.orig/*; do
-	n=${f##*/}
-	[ "$n" = sendmail ] || ln -s "$f" "/usr/sbin/$n"
-done
-cp "$WRAP" /usr/sbin/sendmail
-chmod 0755 /usr/sbin/sendmail
-mount -t tmpfs -o mode=0755 tmpfs /run
+` + sbinWrapper + `mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=0755 tmpfs /var/spool
 mkdir -p /var/spool/cron/crontabs
 chmod 1730 /var/spool/cron/crontabs

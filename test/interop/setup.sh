@@ -28,7 +28,12 @@
 #	ld_library_path=<dirs>  only for unpacked clients
 #
 # Clients: php, git-send-email, mutt, bsd-mailx, cron-daemon (Debian's cron
-# run for real in a private mount namespace; needs root and unshare -m).
+# run for real in a private mount namespace; needs root and unshare -m),
+# and the application mail libraries: symfony-mailer, phpmailer, ruby-mail,
+# email-sender (Perl) from Debian, nodemailer from npm (pinned, installed
+# under $CLIENTS/node; a node from Debian when none is installed). Their
+# bin= is the interpreter; the tests run them with the wrapper as
+# /usr/sbin/sendmail in a private mount namespace, so they too need root.
 # The exit status is 0 even when a client failed: the tests turn its
 # error= into a skip, or a failure under INTEROP_REQUIRE_ALL=1.
 set -u
@@ -161,17 +166,47 @@ apt_client git-send-email /usr/lib/git-core/git-send-email git-email libmailtool
 apt_client mutt /usr/bin/mutt mutt
 deb_client bsd-mailx usr/bin/bsd-mailx bsd-mailx liblockfile1
 deb_client cron-daemon usr/sbin/cron cron
+apt_client symfony-mailer /usr/bin/php php-cli php-symfony-mailer
+apt_client phpmailer /usr/bin/php php-cli libphp-phpmailer
+apt_client ruby-mail /usr/bin/ruby ruby ruby-mail
+apt_client email-sender /usr/bin/perl libemail-sender-perl libemail-mime-perl
 
-# The real cron daemon mails through the hardcoded /usr/sbin/sendmail, so
-# the test runs it in a private mount namespace where a tmpfs over /usr/sbin
-# holds the wrapper. Check that this machine allows it.
-if grep -q '^ok=yes' "$CLIENTS/status/cron-daemon"; then
-	if [ "$(id -u)" != 0 ]; then
-		record cron-daemon "error=running cron for real needs root (mount namespace, crontab spool)"
-	elif ! why=$(unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /usr/sbin' 2>&1); then
-		record cron-daemon "error=cannot mount in a private mount namespace: $why"
+# nodemailer_client installs Nodemailer from npm, pinned: 10.6.1 needs
+# node 20 or later; Debian 12's node 18 gets 7.0.9, whose sendmail
+# transport calls sendmail the same way.
+nodemailer_client() {
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+		apt_client node-runtime /usr/bin/node nodejs npm
+		grep -q '^ok=yes' "$CLIENTS/status/node-runtime" || { record nodemailer "error=no node: $(sed -n 's/^error=//p' "$CLIENTS/status/node-runtime")"; return; }
 	fi
-fi
+	major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || { record nodemailer "error=node does not run"; return; }
+	want=7.0.9
+	[ "$major" -ge 20 ] && want=10.6.1
+	dir=$CLIENTS/node
+	have=$(node -p "require('$dir/node_modules/nodemailer/package.json').version" 2>/dev/null)
+	if [ "$have" != "$want" ]; then
+		mkdir -p "$dir" && echo '{"private": true}' >"$dir/package.json"
+		log "npm install nodemailer@$want"
+		if ! (cd "$dir" && timeout 300 npm install --no-audit --no-fund --save-exact "nodemailer@$want") >"$CLIENTS/npm-nodemailer.log" 2>&1; then
+			record nodemailer "error=npm install nodemailer@$want failed: $(tail -1 "$CLIENTS/npm-nodemailer.log")"
+			return
+		fi
+	fi
+	record nodemailer "ok=yes" "version=nodemailer $want (npm), node $(node -v)" "bin=$(command -v node)" "node_path=$dir/node_modules"
+}
+nodemailer_client
+
+# The real cron daemon and the libraries' defaults use /usr/sbin/sendmail,
+# so the tests run them in a private mount namespace where a tmpfs over
+# /usr/sbin holds the wrapper. Check that this machine allows it.
+for c in cron-daemon symfony-mailer phpmailer ruby-mail email-sender nodemailer; do
+	grep -q '^ok=yes' "$CLIENTS/status/$c" || continue
+	if [ "$(id -u)" != 0 ]; then
+		record "$c" "error=the test needs root: it mounts the wrapper over /usr/sbin/sendmail in a private mount namespace"
+	elif ! why=$(unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /usr/sbin' 2>&1); then
+		record "$c" "error=cannot mount in a private mount namespace: $why"
+	fi
+done
 
 after=$(sendmail_state)
 if [ "$before" != "$after" ]; then
