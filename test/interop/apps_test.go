@@ -4,6 +4,7 @@ package interop
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -81,8 +82,8 @@ for ($n = 1; $n <= 2; $n++) {
 `
 
 // PHPMailer 6.6 (libphp-phpmailer) with isSendmail() and setFrom's
-// default, which also sets the envelope sender. send() throws when
-// sendmail exits non-zero.
+// default, which also sets the envelope sender (Sender), or with
+// NO_SENDER set without it. send() throws when sendmail exits non-zero.
 const phpmailerScript = `<?php
 require '/usr/share/php/libphp-phpmailer/autoload.php';
 use PHPMailer\PHPMailer\PHPMailer;
@@ -91,7 +92,7 @@ for ($n = 1; $n <= 2; $n++) {
     $m = new PHPMailer(true);
     $m->isSendmail();
     $m->CharSet = PHPMailer::CHARSET_UTF8;
-    $m->setFrom('shop@example.com', 'Shop');
+    $m->setFrom('shop@example.com', 'Shop', getenv('NO_SENDER') === false);
     $m->addAddress('alice@example.net', 'Alice Example');
     $m->addAddress('bob@example.net');
     $m->addCC('carol@example.net');
@@ -203,6 +204,7 @@ main().catch((err) => { console.error(err); process.exit(1); });
 //	    <sendmail> -i -fshop@example.com -- alice@... bob@... carol@... dave@...
 //	PHPMailer 6.6 isSendmail() (php.ini's sendmail_path "-t -i" plus its own):
 //	    <sendmail> -t -i -oi -fshop@example.com -t     Bcc in the header
+//	    <sendmail> -t -i -oi -t                        setFrom(..., false)
 //	Ruby mail 2.7:
 //	    <sendmail> -i -f shop@example.com -- alice@... bob@... carol@... dave@...
 //	Perl Email::Sender::Simple (envelope from To and Cc unless told):
@@ -221,6 +223,7 @@ func TestApps(t *testing.T) {
 		env                  []string
 		args                 []string // sendmail's arguments, for every call
 		calls                int      // sendmail runs for the two messages
+		from                 string   // the envelope sender, if not appFrom
 		rcpts                []string // the envelope, sorted
 	}{
 		{name: "symfony-bs", client: "symfony-mailer", script: symfonyScript,
@@ -232,6 +235,8 @@ func TestApps(t *testing.T) {
 			args: append([]string{"-i", "-f" + appFrom, "--"}, appRcpts...), calls: 2, rcpts: appRcpts},
 		{name: "phpmailer", client: "phpmailer", script: phpmailerScript,
 			args: []string{"-t", "-i", "-oi", "-f" + appFrom, "-t"}, calls: 2, rcpts: appRcpts},
+		{name: "phpmailer-no-sender", client: "phpmailer", script: phpmailerScript, env: []string{"NO_SENDER=1"},
+			args: []string{"-t", "-i", "-oi", "-t"}, calls: 2, from: "nobody@example.com", rcpts: appRcpts},
 		{name: "ruby-mail", client: "ruby-mail", script: rubyScript,
 			args: append([]string{"-i", "-f", appFrom, "--"}, appRcpts...), calls: 2, rcpts: appRcpts},
 		{name: "email-sender", client: "email-sender", script: perlScript,
@@ -246,7 +251,10 @@ func TestApps(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := needClient(t, tt.client)
+			// The config's from is the envelope sender when the library
+			// gives none.
 			h := newHarness(t, smarthost.Options{}, "nobody@example.com", "")
+			from := cmp.Or(tt.from, appFrom)
 			out := h.runApp(c, tt.script, tt.env)
 			for _, n := range []string{"1", "2"} {
 				if !strings.Contains(out, "sent "+n) {
@@ -298,7 +306,7 @@ func TestApps(t *testing.T) {
 					}
 					sorted := m
 					sorted.Rcpts = slices.Sorted(slices.Values(m.Rcpts))
-					check(t, handed[k], sorted, want{from: appFrom, rcpts: tt.rcpts})
+					check(t, handed[k], sorted, want{from: from, rcpts: tt.rcpts})
 					subject := checkAppMIME(t, m.Data)
 					if !subjects[subject] {
 						t.Errorf("Subject %q: want one of %v, each once", subject, subjects)
