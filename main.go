@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"relaymail/internal/address"
 	"relaymail/internal/aliases"
 	"relaymail/internal/intake"
@@ -419,20 +421,21 @@ func (p *process) envelope(inv Invocation, a accepted) *spool.Envelope {
 // the process to exit, so nothing is delivered during the session: after
 // it, the committed messages are delivered in the background as with -odb
 // (also for the default interactive mode; Postfix's -bs only queues), or
-// only queued with -odq. -t is refused with -bs (as Postfix does); -i, -f,
+// only queued with -odq. Without a spool each message is relayed before
+// its reply instead (relaySMTP). -t is refused with -bs (as Postfix does); -i, -f,
 // -B and the DSN flags do not apply (SMTP says all that), -F still names
 // the From added to a message without one.
 func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
-	if cfg.Queue.Dir == "" {
-		// TODO(#6): relay each message before its 250 when there is no spool.
-		return sysexits.Errorf(sysexits.Usage, "-bs needs a queue: [queue] dir is empty in %s", cfg.Path)
-	}
 	if _, err := recipients(cfg); err != nil {
 		return err // a broken [aliases] table stops us before the greeting
 	}
-	sp, err := p.openSpool(cfg)
-	if err != nil {
-		return err
+	direct := cfg.Queue.Dir == ""
+	var sp *spool.Spool
+	if !direct {
+		var err error
+		if sp, err = p.openSpool(cfg); err != nil {
+			return err
+		}
 	}
 	mode := deliveryMode(cfg, inv)
 	// -v shows the log lines, not the conversation: the client has it, and
@@ -464,15 +467,23 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 			for _, r := range e.Rcpts {
 				a.rcpts = append(a.rcpts, r.Addr)
 			}
-			env, err := p.spoolMessage(cfg, sp, func(w io.Writer) (*spool.Envelope, error) {
-				var err error
+			copyIn := func(w io.Writer) (err error) {
 				a.intake, err = intake.Copy(w, data, intake.Options{
 					IgnoreDots: true, // SMTP has removed the dot-stuffing
 					Hostname:   cfg.Hostname,
 					From:       p.fromHeader(cfg, inv, e.From),
 					Now:        p.now,
 				})
-				if err != nil {
+				return err
+			}
+			if direct {
+				// One NOTIFY for the whole envelope, as for a queued
+				// message sent to several recipients.
+				i.DSNNotify = e.Rcpts[0].Notify
+				return p.relaySMTP(cfg, i, log, func(w io.Writer) (accepted, error) { return a, copyIn(w) })
+			}
+			env, err := p.spoolMessage(cfg, sp, func(w io.Writer) (*spool.Envelope, error) {
+				if err := copyIn(w); err != nil {
 					return nil, err
 				}
 				env := p.envelope(i, a)
@@ -493,10 +504,13 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 			return env.ID, nil
 		},
 	}
+	if direct {
+		opts.Accepted = "Ok: sent as %s"
+	}
 	out, closeOut := p.smtpOut()
 	ids, err := smtpd.Serve(p.stdin, out, opts)
 	closeOut()
-	if len(ids) > 0 && mode != DeliverQueue && queue.SlotFree(sp.Dir(), cfg.Smarthost.MaxConnections) {
+	if !direct && len(ids) > 0 && mode != DeliverQueue && queue.SlotFree(sp.Dir(), cfg.Smarthost.MaxConnections) {
 		if berr := p.background(cfg, "--drain"); berr != nil {
 			fmt.Fprintf(p.stderr, "%s: queued %d message(s); background delivery did not start (%v): the next queue run delivers them\n", p.name, len(ids), berr)
 		}
@@ -671,40 +685,14 @@ func (e *quietError) Unwrap() error { return e.err }
 // sendDirect delivers without a spool ([queue] dir = ""), for read-only
 // containers: the caller learns every failure from the exit code.
 func (p *process) sendDirect(cfg *Config, inv Invocation) error {
-	start := p.now()
-	f, err := os.CreateTemp("", "relaymail-*")
-	if err != nil {
-		return sysexits.Errorf(sysexits.CantCreat, "create temporary file: %v", err)
-	}
-	os.Remove(f.Name()) // anonymous: gone when we exit, however we exit
-	defer f.Close()
-	bw := bufio.NewWriterSize(f, 64<<10)
-	a, err := p.accept(cfg, inv, bw)
-	if err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return sysexits.Errorf(sysexits.TempFail, "write temporary file: %v", err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return sysexits.Errorf(sysexits.IOErr, "rewind temporary file: %v", err)
-	}
-	env := envelope{
-		From: a.from, Rcpts: a.rcpts, Body: inv.Body, EightBit: a.intake.EightBit, Size: a.intake.Size,
-		Notify: inv.DSNNotify, Return: inv.DSNReturn, EnvID: inv.EnvID,
-	}
-	opts, err := p.relayOptions(cfg, inv)
-	if err != nil {
-		return err
-	}
-	results, rerr := relay(context.Background(), opts, env, bufio.NewReaderSize(f, 64<<10))
-
 	log := p.logger(inv)
 	defer log.Close()
-	logResults(log, maillog.Entry{ID: a.intake.MessageID, UID: os.Getuid(), From: a.from, Relay: opts.Addr, Delay: p.now().Sub(start)}, results)
-
+	o, err := p.relayNow(cfg, inv, log, func(w io.Writer) (accepted, error) { return p.accept(cfg, inv, w) })
+	if err != nil {
+		return err
+	}
 	quiet := inv.ErrorMode == 'q'
-	if rerr != nil {
+	if rerr := o.err; rerr != nil {
 		var re *relayError
 		if errors.As(rerr, &re) && re.Perm {
 			return sysexits.Errorf(sysexits.Unavailable, "%w (message not sent)", rerr)
@@ -712,31 +700,121 @@ func (p *process) sendDirect(cfg *Config, inv Invocation) error {
 		return sysexits.Errorf(sysexits.TempFail, "%w (message not sent, try again later)", rerr)
 	}
 	var sent, perm, temp int
-	for _, r := range results {
+	for _, r := range o.results {
 		switch {
 		case r.Sent():
 			sent++
 		case r.Permanent():
 			perm++
 			if !quiet {
-				fmt.Fprintf(p.stderr, "%s: %s refused <%s>: %s\n", p.name, opts.Addr, r.Rcpt, r.Reply())
+				fmt.Fprintf(p.stderr, "%s: %s refused <%s>: %s\n", p.name, o.relay, r.Rcpt, r.Reply())
 			}
 		default:
 			temp++
 			if !quiet {
-				fmt.Fprintf(p.stderr, "%s: %s deferred <%s>: %s\n", p.name, opts.Addr, r.Rcpt, r.Reply())
+				fmt.Fprintf(p.stderr, "%s: %s deferred <%s>: %s\n", p.name, o.relay, r.Rcpt, r.Reply())
 			}
 		}
 	}
 	switch {
 	case temp > 0:
-		return sysexits.Errorf(sysexits.TempFail, "%d of %d recipients not delivered (temporary failure), %d delivered; no spool ([queue] dir = \"\"), so the message was not kept", temp+perm, len(results), sent)
-	case perm == len(results):
-		return sysexits.Errorf(sysexits.NoUser, "all %d recipients refused by %s", perm, opts.Addr)
+		return sysexits.Errorf(sysexits.TempFail, "%d of %d recipients not delivered (temporary failure), %d delivered; no spool ([queue] dir = \"\"), so the message was not kept", temp+perm, len(o.results), sent)
+	case perm == len(o.results):
+		return sysexits.Errorf(sysexits.NoUser, "all %d recipients refused by %s", perm, o.relay)
 	case perm > 0:
-		return sysexits.Errorf(sysexits.NoUser, "%d of %d recipients refused by %s, %d delivered", perm, len(results), opts.Addr, sent)
+		return sysexits.Errorf(sysexits.NoUser, "%d of %d recipients refused by %s, %d delivered", perm, len(o.results), o.relay, sent)
 	}
 	return nil
+}
+
+// relaySMTP is a message of -bs without a spool: it is relayed before
+// its reply, which is the smarthost's verdict. The id is its Message-ID.
+// Like the command line, a message some recipients refused or deferred
+// fails as a whole, saying how many got it: there is nowhere to keep it.
+func (p *process) relaySMTP(cfg *Config, inv Invocation, log *maillog.Logger, fill func(w io.Writer) (accepted, error)) (string, error) {
+	o, err := p.relayNow(cfg, inv, log, fill)
+	if err != nil {
+		return "", err
+	}
+	if o.err != nil {
+		var re *relayError
+		if errors.As(o.err, &re) && re.Perm {
+			return "", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 0, 0}, Message: fmt.Sprintf("not sent: %v", o.err)}
+		}
+		return "", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0}, Message: fmt.Sprintf("not sent, try again later: %v", o.err)}
+	}
+	var sent, perm int
+	var firstTemp, firstPerm *result
+	for k, r := range o.results {
+		switch {
+		case r.Sent():
+			sent++
+		case r.Permanent():
+			perm++
+			if firstPerm == nil {
+				firstPerm = &o.results[k]
+			}
+		case firstTemp == nil:
+			firstTemp = &o.results[k]
+		}
+	}
+	n := len(o.results)
+	switch {
+	case firstTemp != nil:
+		return "", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0}, Message: fmt.Sprintf(
+			"%d of %d recipients not delivered, %d delivered; %s deferred <%s>: %s; no spool ([queue] dir = \"\"), so the message was not kept",
+			n-sent, n, sent, o.relay, firstTemp.Rcpt, firstTemp.Reply())}
+	case perm > 0:
+		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: fmt.Sprintf(
+			"%d of %d recipients refused, %d delivered; %s refused <%s>: %s", perm, n, sent, o.relay, firstPerm.Rcpt, firstPerm.Reply())}
+	}
+	return o.a.intake.MessageID, nil
+}
+
+// directOutcome is what relaying a message without a spool came to.
+type directOutcome struct {
+	a       accepted
+	relay   string   // host:port of the smarthost
+	results []result // each recipient's fate, when err is nil
+	err     error    // the session failed as a whole (*relayError or I/O)
+}
+
+// relayNow is delivery without a spool: fill writes the message into an
+// anonymous temporary file (gone however we exit), which is then relayed
+// at once and the outcome logged. The error is fill's, or one that kept
+// the message from being relayed at all; nothing was sent then.
+func (p *process) relayNow(cfg *Config, inv Invocation, log *maillog.Logger, fill func(w io.Writer) (accepted, error)) (directOutcome, error) {
+	var o directOutcome
+	start := p.now()
+	f, err := os.CreateTemp("", "relaymail-*")
+	if err != nil {
+		return o, sysexits.Errorf(sysexits.CantCreat, "create temporary file: %v", err)
+	}
+	os.Remove(f.Name())
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 64<<10)
+	if o.a, err = fill(bw); err != nil {
+		return o, err
+	}
+	if err := bw.Flush(); err != nil {
+		return o, sysexits.Errorf(sysexits.TempFail, "write temporary file: %v", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return o, sysexits.Errorf(sysexits.IOErr, "rewind temporary file: %v", err)
+	}
+	a := o.a
+	env := envelope{
+		From: a.from, Rcpts: a.rcpts, Body: inv.Body, EightBit: a.intake.EightBit, Size: a.intake.Size,
+		Notify: inv.DSNNotify, Return: inv.DSNReturn, EnvID: inv.EnvID,
+	}
+	opts, err := p.relayOptions(cfg, inv)
+	if err != nil {
+		return o, err
+	}
+	o.relay = opts.Addr
+	o.results, o.err = relay(context.Background(), opts, env, bufio.NewReaderSize(f, 64<<10))
+	logResults(log, maillog.Entry{ID: a.intake.MessageID, UID: os.Getuid(), From: a.from, Relay: opts.Addr, Delay: p.now().Sub(start)}, o.results)
+	return o, nil
 }
 
 func (p *process) logger(inv Invocation) *maillog.Logger {

@@ -129,6 +129,9 @@ type Options struct {
 	// fails and leaves nothing committed. It returns the id of the
 	// committed message.
 	Commit func(env Envelope, data io.Reader) (id string, err error)
+	// Accepted is the text of the 250 reply to a committed message, %s
+	// standing for its id; "" = "Ok: queued as %s".
+	Accepted string
 }
 
 // Envelope is what one transaction says about its message.
@@ -222,6 +225,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.Accepted == "" {
+		o.Accepted = "Ok: queued as %s"
 	}
 }
 
@@ -411,7 +417,7 @@ func (se *session) Data(r io.Reader) error {
 	se.s.mu.Lock()
 	se.s.ids = append(se.s.ids, id)
 	se.s.mu.Unlock()
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: oneLine(fmt.Sprintf(se.s.opts.Accepted, id))}
 }
 
 // waitBDAT waits, before a new transaction, until go-smtp's goroutine
@@ -482,7 +488,9 @@ func checkAddr(addr string, utf8 bool, what string, enh smtp.EnhancedCode) error
 func reply(err error, code int, enh smtp.EnhancedCode) *smtp.SMTPError {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		return se
+		c := *se
+		c.Message = oneLine(c.Message)
+		return &c
 	}
 	switch sysexits.CodeOf(err) {
 	case sysexits.Usage, sysexits.DataErr, sysexits.NoUser, sysexits.NoHost, sysexits.Unavailable:

@@ -397,15 +397,48 @@ func TestSMTPClientStopsReading(t *testing.T) {
 	wantEnvelope(t, s.delivered(1)[0], "a@example.com", "b@example.net")
 }
 
-// TestSMTPNeedsSpool: without a spool there is nowhere to commit a message
-// before its 250, so -bs refuses to start.
-func TestSMTPNeedsSpool(t *testing.T) {
-	s := newSetup(t, smarthost.Options{}, "", "")
+// TestSMTPWithoutSpool: with [queue] dir = "" there is nowhere to keep a
+// message, so each is relayed before its reply, which carries the
+// smarthost's verdict: 250 when it took every recipient, 550 when it
+// refused one (the others got it, and the reply says so), 451 when it
+// deferred one. The session goes on after a failed message.
+func TestSMTPWithoutSpool(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{
+		{Stage: smarthost.Rcpt, Match: "nobody@example.net", Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "user unknown"},
+		{Stage: smarthost.Rcpt, Match: "later@example.net", Code: 451, Enhanced: [3]int{4, 2, 0}, Text: "greylisted"},
+	}}, "", "")
 	b, _ := os.ReadFile(s.conf)
 	os.WriteFile(s.conf, regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAll(b, []byte(`dir = ""`)), 0o600)
-	o := runBinary(t, strings.NewReader("EHLO x\r\nQUIT\r\n"), "-C", s.conf, "-bs")
-	wantCode(t, o, 64, `-bs needs a queue: [queue] dir is empty in`)
-	if o.stdout != "" {
-		t.Errorf("stdout = %q, want nothing", o.stdout)
+	msg := func(n int) string {
+		return fmt.Sprintf("From: app@example.com\r\nTo: a@example.net\r\nSubject: %d\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%d@app>\r\n\r\n..dot %d\r\n", n, n, n)
+	}
+	script := "EHLO app.example\r\n" +
+		"MAIL FROM:<app@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n" + msg(1) + ".\r\n" +
+		"MAIL FROM:<app@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<nobody@example.net>\r\nDATA\r\n" + msg(2) + ".\r\n" +
+		"MAIL FROM:<app@example.com>\r\nRCPT TO:<later@example.net>\r\nDATA\r\n" + msg(3) + ".\r\n" +
+		"QUIT\r\n"
+	o := runBinary(t, strings.NewReader(script), "-C", s.conf, "-bs")
+	wantCode(t, o, 0, "")
+	wantReplies(t, o.stdout, "220 ", "250 ",
+		"250 ", "250 ", "250 ", "354 ", "250 2.0.0 Ok: sent as 1@app",
+		"250 ", "250 ", "250 ", "354 ", "550 5.1.1 1 of 2 recipients refused, 1 delivered; 127.0.0.1:",
+		"250 ", "250 ", "354 ", "451 4.4.0 1 of 1 recipients not delivered, 0 delivered; 127.0.0.1:",
+		"221 ")
+	for _, want := range []string{"refused <nobody@example.net>: 550 5.1.1 user unknown", "deferred <later@example.net>: 451 4.2.0 greylisted"} {
+		if !strings.Contains(o.stdout, want) {
+			t.Errorf("replies do not say %q:\n%s", want, o.stdout)
+		}
+	}
+	// Relayed before the replies: everything has arrived by now.
+	msgs := s.srv.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages arrived, want 2", len(msgs))
+	}
+	wantEnvelope(t, msgs[0], "app@example.com", "a@example.net", "b@example.net")
+	wantEnvelope(t, msgs[1], "app@example.com", "a@example.net")
+	for i, m := range msgs {
+		if want := strings.ReplaceAll(msg(i+1), "..dot", ".dot"); string(m.Data) != want {
+			t.Errorf("message %d arrived as\n%q\nwant\n%q", i+1, m.Data, want)
+		}
 	}
 }
