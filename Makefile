@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run XXX -fuzz '^FuzzEnvelope$$' -fuzztime $(FUZZTIME) ./internal/spool
 	$(GO) test -run XXX -fuzz '^FuzzWrite$$' -fuzztime $(FUZZTIME) ./internal/dsn
+	$(GO) test -run XXX -fuzz '^FuzzBareFilter$$' -fuzztime $(FUZZTIME) ./internal/smtpd
 
 clean:
 	rm -f $(BIN)

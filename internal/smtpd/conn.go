@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -29,6 +30,9 @@ type conn struct {
 	once    sync.Once
 
 	// Used by Read only, which go-smtp calls from one goroutine.
+	filter  *bareFilter
+	raw     []byte // buffer of readRaw
+	cooked  []byte // what the filter let through and Read has not returned
 	pending []byte // part of the last result not yet returned
 	busy    bool   // a read was asked for and not yet received
 	rerr    error  // the input's error, returned once pending is empty
@@ -37,6 +41,7 @@ type conn struct {
 	ended    atomic.Bool  // the input returned io.EOF or failed
 	timedOut atomic.Bool
 	failure  atomic.Value // error: the first read error other than io.EOF
+	lastCode atomic.Int32 // the code of the last reply written
 }
 
 type readResult struct {
@@ -47,10 +52,11 @@ type readResult struct {
 // readBuf is what one read of the input may return.
 const readBuf = 32 << 10
 
-func newConn(in io.Reader, out io.Writer) *conn {
+func newConn(in io.Reader, out io.Writer, maxLine int) *conn {
 	c := &conn{
 		in:      in,
 		out:     out,
+		filter:  &bareFilter{maxLine: maxLine},
 		want:    make(chan struct{}, 1),
 		results: make(chan readResult, 1),
 		closed:  make(chan struct{}),
@@ -78,10 +84,41 @@ func (c *conn) reader() {
 	}
 }
 
-// Read implements net.Conn. It returns the input's bytes, io.EOF at its
-// end, a timeout error after the idle time without input, and
-// net.ErrClosed after Close.
+// Read implements net.Conn. It returns the input's bytes as the bare-name
+// filter lets them through (bare.go), io.EOF at its end, a timeout error
+// after the idle time without input, and net.ErrClosed after Close.
 func (c *conn) Read(p []byte) (int, error) {
+	for {
+		if len(c.cooked) > 0 {
+			n := copy(p, c.cooked)
+			c.cooked = c.cooked[n:]
+			return n, nil
+		}
+		if c.filter.mode == modeDataWait {
+			// go-smtp reads again only once it has answered DATA.
+			c.cooked = c.filter.answered(int(c.lastCode.Load()))
+			continue
+		}
+		if c.raw == nil {
+			c.raw = make([]byte, readBuf)
+		}
+		n, err := c.readRaw(c.raw)
+		c.cooked = c.filter.feed(c.raw[:n])
+		if err != nil {
+			if c.rerr != nil {
+				// The input has ended: what the filter still holds is
+				// the last, unfinished line.
+				c.cooked = append(c.cooked, c.filter.flush()...)
+			}
+			if len(c.cooked) == 0 {
+				return 0, err
+			}
+		}
+	}
+}
+
+// readRaw is one read of the input, unfiltered.
+func (c *conn) readRaw(p []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
@@ -131,14 +168,25 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 }
 
-// Write implements net.Conn.
+// Write implements net.Conn. It notes the code of the last reply for the
+// filter and takes bareDomain out of the replies.
 func (c *conn) Write(p []byte) (int, error) {
 	select {
 	case <-c.closed:
 		return 0, net.ErrClosed
 	default:
 	}
-	return c.out.Write(p)
+	if code := replyCode(p); code != 0 {
+		c.lastCode.Store(int32(code))
+	}
+	q := p
+	if bytes.Contains(p, bareSuffix) {
+		q = bytes.ReplaceAll(p, bareSuffix, nil)
+	}
+	if _, err := c.out.Write(q); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // Close implements net.Conn. It neither closes the reader nor the writer:

@@ -21,11 +21,14 @@
 //     RCPT TO takes NOTIFY (ORCPT is accepted and not kept). The address of
 //     MAIL FROM goes through Options.Sender, exactly as -f would; each RCPT
 //     TO through Options.Recipient, which may expand it to several
-//     addresses. Any number of transactions may follow each other; RSET,
-//     NOOP and QUIT work as RFC 5321 says.
+//     addresses. A bare name ("RCPT TO:<postmaster>", "<root>") is taken
+//     as Postfix does and RFC 5321 4.5.1 asks, although go-smtp's parser
+//     wants a domain (see bare.go). Any number of transactions may follow
+//     each other; RSET, NOOP and QUIT work as RFC 5321 says.
 //   - The reply to the end of the data (the final "." or BDAT LAST) is
-//     "250 2.0.0 Ok: queued as <id>" once Options.Commit has returned the id
-//     of the committed message, and only then.
+//     "250 2.0.0 Ok: queued as <id>" (or as Options.Accepted words it)
+//     once Options.Commit has returned the id of the committed message,
+//     and only then.
 //   - The session ends at QUIT, at the end of the input, or after
 //     Options.Timeout without input (421 4.4.2). Serve then returns the ids
 //     of every message committed, in order; delivering them is the
@@ -68,7 +71,8 @@
 // default, RFC 5321 4.5.3.1.6's 1000 doubled); a longer one ends the session
 // with 500 5.4.0, as go-smtp does, after 554 5.6.0 for a message that held
 // it. go-smtp drops the whole read that holds such a line, so commands
-// pipelined in front of it in the same write are lost with it. A
+// pipelined in front of it in the same read are lost with it (the data of
+// DATA is always read apart from the commands before it, see bare.go). A
 // transaction takes DefaultMaxRecipients RCPT commands (452 4.5.3 after
 // that). go-smtp treats a bare LF in the data
 // as an ordinary byte, not as a line ending: "\n.\n" does not end a message,
@@ -165,7 +169,7 @@ func Serve(in io.Reader, out io.Writer, opts Options) ([]string, error) {
 		return nil, sysexits.Errorf(sysexits.Software, "smtpd: Options needs Sender, Recipient and Commit")
 	}
 	opts.setDefaults()
-	c := newConn(in, out)
+	c := newConn(in, out, opts.MaxLineLength)
 	s := &server{opts: opts, conn: c}
 
 	srv := smtp.NewServer(backend{s})
@@ -315,6 +319,7 @@ func (se *session) Logout() error {
 
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	se.waitBDAT()
+	from = unbare(from)
 	if err := checkAddr(from, opts.UTF8, "sender", smtp.EnhancedCode{5, 1, 7}); err != nil {
 		return err
 	}
@@ -339,6 +344,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	to = unbare(to)
 	se.mu.Lock()
 	utf8 := se.env.SMTPUTF8
 	se.mu.Unlock()

@@ -256,8 +256,8 @@ func TestRefusals(t *testing.T) {
 			replies: []string{"250 ", "501 5.5.2", "501 5.5.2"},
 		},
 		{
-			name:    "bare local part (go-smtp wants a domain)",
-			script:  "EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<root>\r\n",
+			name:    "empty domain",
+			script:  "EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<root@>\r\n",
 			replies: []string{"250 ", "250 ", "501 5.5.2 Was expecting RCPT arg syntax of TO:<address>"},
 		},
 		{
@@ -367,7 +367,7 @@ func TestCommitErrors(t *testing.T) {
 
 // TestLongLine: a line over the limit ends the session, in the data or
 // not. go-smtp drops the whole read that holds it, earlier commands
-// included, so the long line comes in a write of its own here.
+// included.
 func TestLongLine(t *testing.T) {
 	head := "EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"
 	long := strings.Repeat("x", 150) + "\r\n.\r\nQUIT\r\n"
@@ -380,7 +380,11 @@ func TestLongLine(t *testing.T) {
 			replies: []string{greeting, "250 ", "250 ", "250 ", "354 ", "554 5.6.0 message has a line longer than 100 bytes", "500 5.4.0 Too long line, closing connection"}},
 		{name: "a command", parts: []string{"EHLO c\r\n", "MAIL FROM:<" + strings.Repeat("a", 150) + "@example.com>\r\nQUIT\r\n"},
 			replies: []string{greeting, "250 ", "500 5.4.0 Too long line, closing connection"}},
-		{name: "with pipelined commands before it", parts: []string{head + long},
+		// The bare-name filter hands go-smtp the data apart from the
+		// commands before it, so they are answered.
+		{name: "in the data, pipelined with the commands", parts: []string{head + long},
+			replies: []string{greeting, "250 ", "250 ", "250 ", "354 ", "554 5.6.0 message has a line longer than 100 bytes", "500 5.4.0 Too long line, closing connection"}},
+		{name: "a command, pipelined with others", parts: []string{"EHLO c\r\nMAIL FROM:<" + strings.Repeat("a", 150) + "@example.com>\r\nQUIT\r\n"},
 			replies: []string{greeting, "500 5.4.0 Too long line, closing connection"}},
 	}
 	for _, tt := range tests {
@@ -567,5 +571,56 @@ func TestInteractive(t *testing.T) {
 	pw.Close()
 	if ids := <-done; !reflect.DeepEqual(ids, []string{"ID1"}) {
 		t.Errorf("ids = %q", ids)
+	}
+}
+
+// TestBareNames: a bare name in MAIL FROM or RCPT TO reaches the callbacks
+// as the client wrote it (RFC 5321 4.5.1's postmaster, cron's root), and
+// the replies name it so; message data is never rewritten, whatever it
+// holds, and the filter follows DATA refused, 354 and the end of data as
+// go-smtp does.
+func TestBareNames(t *testing.T) {
+	var saw []string
+	st := &store{}
+	opts := st.options()
+	sender, rcpt := opts.Sender, opts.Recipient
+	opts.Sender = func(a string) (string, error) { saw = append(saw, "from "+a); return sender(a) }
+	opts.Recipient = func(a string) ([]string, error) { saw = append(saw, "to "+a); return rcpt(a) }
+	// The data holds command lines with bare names, a "." line after a
+	// bare LF and after CR CR LF (neither ends the data for go-smtp), and
+	// the bare domain itself.
+	data := "Subject: x\r\n\r\nRCPT TO:<root>\r\nnot the end\n.\r\nMAIL FROM:<daemon>\r\nx\r\r\n.\r\nRCPT TO:<a@" + bareDomain + ">\r\n..stuffed\r\n"
+	tests := []struct {
+		name  string
+		parts []string // the client's writes
+	}{
+		{"pipelined", []string{"EHLO c\r\nMAIL FROM:<daemon>\r\nDATA\r\nRCPT TO:<root>\r\nRCPT TO:<Postmaster>\r\nDATA\r\n" + data + ".\r\nRCPT TO:<x>\r\nQUIT\r\n"}},
+		{"byte by byte", strings.Split("EHLO c\r\nMAIL FROM:<daemon>\r\nDATA\r\nRCPT TO:<root>\r\nRCPT TO:<Postmaster>\r\nDATA\r\n"+data+".\r\nRCPT TO:<x>\r\nQUIT\r\n", "")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			saw, st.committed = nil, nil
+			replies, ids, err := serveScript(t, opts, tt.parts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantReplies(t, replies, "220 ", "250 ",
+				"250 2.0.0 Roger, accepting mail from <daemon>",
+				"502 5.5.1 Missing RCPT TO command.",
+				"250 2.0.0 I'll make sure <root> gets this",
+				"250 2.0.0 I'll make sure <Postmaster> gets this",
+				"354 ", "250 2.0.0 Ok: queued as ID1",
+				"502 5.5.1 Missing MAIL FROM command.",
+				"221 ")
+			if want := []string{"from daemon", "to root", "to Postmaster"}; !reflect.DeepEqual(saw, want) {
+				t.Errorf("callbacks saw %q, want %q", saw, want)
+			}
+			if len(ids) != 1 || len(st.committed) != 1 {
+				t.Fatalf("committed %d messages (ids %q), want 1", len(st.committed), ids)
+			}
+			if want := strings.Replace(data, "..stuffed", ".stuffed", 1); st.committed[0].Data != want {
+				t.Errorf("data = %q, want %q", st.committed[0].Data, want)
+			}
+		})
 	}
 }

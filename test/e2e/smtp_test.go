@@ -73,8 +73,8 @@ func (s *setup) delivered(n int) []smarthost.Message {
 }
 
 // TestSMTPSession: one session, everything pipelined: a transaction
-// dropped by RSET, one by DATA with a dot-stuffed line, an alias and a bad
-// recipient, one by BDAT chunks with the null sender. Each message reaches
+// dropped by RSET, one by DATA with a dot-stuffed line, an alias, a bare
+// name (RFC 5321 4.5.1's postmaster, qualified) and a bad recipient, one by BDAT chunks with the null sender. Each message reaches
 // the smarthost once, in the background after the session, with the exact
 // envelope and bytes.
 func TestSMTPSession(t *testing.T) {
@@ -87,7 +87,7 @@ func TestSMTPSession(t *testing.T) {
 	chunk2 := ".\r\nend\r\n"
 	script := "EHLO app.example\r\n" +
 		"MAIL FROM:<dropped@example.com>\r\nRCPT TO:<dropped@example.net>\r\nRSET\r\n" +
-		"MAIL FROM:<app@example.com> BODY=8BITMIME\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<root@localhost>\r\nRCPT TO:<b@@example.net>\r\n" +
+		"MAIL FROM:<app@example.com> BODY=8BITMIME\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<root@localhost>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<b@@example.net>\r\n" +
 		"DATA\r\n" + firstWire + ".\r\n" +
 		"MAIL FROM:<>\r\nRCPT TO:<c@example.net>\r\n" +
 		fmt.Sprintf("BDAT %d\r\n%sBDAT %d LAST\r\n%s", len(chunk1), chunk1, len(chunk2), chunk2) +
@@ -99,7 +99,8 @@ func TestSMTPSession(t *testing.T) {
 	}
 	wantReplies(t, o.stdout, "220 app01.example.com ESMTP", "250 ",
 		"250 2.0.0", "250 2.0.0", "250 2.0.0 Session reset",
-		"250 2.0.0", "250 2.0.0", "250 2.0.0", `501 5.1.3 bad recipient "b@@example.net" in RCPT TO: `,
+		"250 2.0.0", "250 2.0.0", "250 2.0.0", "250 2.0.0 I'll make sure <postmaster> gets this",
+		`501 5.1.3 bad recipient "b@@example.net" in RCPT TO: `,
 		"354 ", "250 2.0.0 Ok: queued as ",
 		"250 2.0.0", "250 2.0.0", "250 2.0.0 Continue", "250 2.0.0 Ok: queued as ",
 		"221 2.0.0")
@@ -110,7 +111,7 @@ func TestSMTPSession(t *testing.T) {
 	for _, m := range msgs {
 		switch m.From {
 		case "app@example.com":
-			wantEnvelope(t, m, "app@example.com", "a@example.net", "ops@example.net")
+			wantEnvelope(t, m, "app@example.com", "a@example.net", "ops@example.net", "postmaster@example.com")
 			if string(m.Data) != first {
 				t.Errorf("first message arrived as\n%q\nwant\n%q", m.Data, first)
 			}
@@ -205,7 +206,7 @@ func TestSMTPRefusals(t *testing.T) {
 		"MAIL FROM:<a@example.com> BODY=BINARYMIME\r\n" +
 		"MAIL FROM:<a@example.com>\r\n" +
 		"DATA\r\n" + // no recipient yet
-		"RCPT TO:<root>\r\n" + // go-smtp wants a domain
+		"RCPT TO:<root@>\r\n" + // no domain after the @
 		"RCPT TO:<b\rc@example.net>\r\n" +
 		"RCPT TO:<jörg@example.net>\r\n" + // no SMTPUTF8
 		"RCPT TO:<b@example.net>\r\n" +
