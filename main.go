@@ -30,6 +30,7 @@ import (
 	"relaymail/internal/aliases"
 	"relaymail/internal/intake"
 	"relaymail/internal/maillog"
+	"relaymail/internal/privilege"
 	"relaymail/internal/queue"
 	"relaymail/internal/recipient"
 	"relaymail/internal/secret"
@@ -43,19 +44,29 @@ import (
 // version is stamped by the build (-ldflags "-X main.version=...").
 var version = "dev"
 
-const defaultConfigPath = "/etc/sendmail.conf"
+// defaultConfigPath is the config read without -C. Builds may set it
+// (-ldflags "-X main.defaultConfigPath=..."): the setgid tests do, and a
+// packager may.
+var defaultConfigPath = "/etc/sendmail.conf"
 
 const usageLine = "usage: sendmail [-t] [-i] [-f sender] [-F name] [-B 8BITMIME|7BIT] [-N dsn] [-R full|hdrs] [-V envid] [-C config] [-v] [--] recipient..."
 
 func main() {
 	env := os.Getenv
-	if os.Getegid() != os.Getgid() || os.Geteuid() != os.Getuid() {
-		// Set-gid (the packaged install): the caller's environment must not
-		// steer a process that can read the relay password.
-		// TODO(#7): the rest of the privilege model (-C, file modes).
+	if currentPrivileges().Raised() {
+		// Set-gid (the packaged install): the caller must not steer a
+		// process that can read the relay password (see package privilege).
+		syscall.Umask(0o077)
+		os.Clearenv()
 		env = nil
 	}
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr, env))
+}
+
+// currentPrivileges reads the ids the process runs with.
+func currentPrivileges() privilege.Privileges {
+	groups, _ := os.Getgroups()
+	return privilege.Privileges{UID: os.Getuid(), GID: os.Getgid(), EUID: os.Geteuid(), EGID: os.Getegid(), Groups: groups}
 }
 
 // process is what run learns about its surroundings; tests fill it in.
@@ -65,6 +76,7 @@ type process struct {
 	stdout io.Writer
 	stderr io.Writer
 	env    func(string) string // nil when running privileged
+	priv   privilege.Privileges
 	now    func() time.Time
 	user   *user.User
 }
@@ -76,7 +88,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(stri
 		name = filepath.Base(args[0])
 		args = args[1:]
 	}
-	p := &process{name: name, stdin: stdin, stdout: stdout, stderr: stderr, env: env, now: time.Now}
+	p := &process{name: name, stdin: stdin, stdout: stdout, stderr: stderr, env: env, priv: currentPrivileges(), now: time.Now}
 	err := p.main(args)
 	if err == nil {
 		return 0
@@ -159,8 +171,18 @@ func (p *process) loadConfig(inv Invocation) (*Config, error) {
 	if p.env != nil && p.env("SENDMAIL_CONF") != "" {
 		path = p.env("SENDMAIL_CONF")
 	}
-	if inv.ConfigPath != "" {
+	if inv.ConfigPath != "" && inv.ConfigPath != path {
 		path = inv.ConfigPath
+		if p.priv.Raised() && p.priv.UID != 0 {
+			// A config of the caller's choosing is read, and used, with
+			// the caller's own rights: dropped for good, so a background
+			// child runs the setgid binary afresh and drops again.
+			priv, err := p.priv.Drop()
+			if err != nil {
+				return nil, sysexits.Errorf(sysexits.OSErr, "-C %s: drop the set-group-id privilege: %v", path, err)
+			}
+			p.priv = priv
+		}
 	}
 	return loadConfig(path, ConfigDefaults{Hostname: fqdn()})
 }
@@ -880,6 +902,9 @@ func (p *process) relayOptions(cfg *Config, inv Invocation) (relayOptions, error
 func (p *process) commandEnv() []string {
 	path := "/usr/local/bin:/usr/bin:/bin"
 	home := "/"
+	if u, err := p.currentUser(); err == nil && u.HomeDir != "" {
+		home = u.HomeDir
+	}
 	if p.env != nil {
 		if v := p.env("PATH"); v != "" {
 			path = v
@@ -1150,6 +1175,11 @@ func (p *process) listQueue(cfg *Config, inv Invocation) error {
 		return err
 	}
 	envs, errs := sp.List()
+	if !p.priv.Admin() {
+		// Through the group, this process can read every envelope; the
+		// caller sees only its own, and hears of no other's trouble.
+		envs, errs = p.own(envs), nil
+	}
 	for _, e := range errs {
 		fmt.Fprintf(p.stderr, "%s: %v\n", p.name, e)
 	}
@@ -1157,6 +1187,11 @@ func (p *process) listQueue(cfg *Config, inv Invocation) error {
 		return sysexits.Errorf(sysexits.IOErr, "write listing: %v", err)
 	}
 	return nil
+}
+
+// own keeps the envelopes of messages the caller queued.
+func (p *process) own(envs []*spool.Envelope) []*spool.Envelope {
+	return slices.DeleteFunc(envs, func(e *spool.Envelope) bool { return e.UID != p.priv.UID })
 }
 
 // adminQueue deletes or requeues messages by id (or ALL).
@@ -1171,6 +1206,9 @@ func (p *process) adminQueue(cfg *Config, inv Invocation) error {
 	ids := inv.Recipients
 	if len(ids) == 1 && ids[0] == "ALL" {
 		envs, _ := sp.List()
+		if !p.priv.Admin() {
+			envs = p.own(envs)
+		}
 		ids = nil
 		for _, e := range envs {
 			ids = append(ids, e.ID)
@@ -1179,6 +1217,12 @@ func (p *process) adminQueue(cfg *Config, inv Invocation) error {
 	var failed int
 	for _, id := range ids {
 		item, err := sp.Lock(id)
+		if err == nil && !p.priv.Admin() && item.Env.UID != p.priv.UID {
+			// The same words as for a message that is not there: whose
+			// mail is queued is not the caller's business.
+			item.Unlock()
+			err = sysexits.Errorf(sysexits.NoInput, "queue id %q: %w", id, spool.ErrNotFound)
+		}
 		if err != nil {
 			fmt.Fprintf(p.stderr, "%s: %s: %v\n", p.name, id, err)
 			failed++

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -295,6 +296,33 @@ func TestAcquireSlot(t *testing.T) {
 	}
 	if !RunnersIdle(filepath.Join(dir, "missing")) {
 		t.Error("RunnersIdle without a spool = false")
+	}
+}
+
+// TestSlotModes: the slots take the spool's sharing, whatever the umask.
+func TestSlotModes(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	for _, tt := range []struct {
+		spool, run, slot os.FileMode
+	}{{0o700, 0o700, 0o600}, {0o770, 0o770, 0o660}} {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, tt.spool); err != nil {
+			t.Fatal(err)
+		}
+		s, err := AcquireSlot(dir, 1)
+		if err != nil || s == nil {
+			t.Fatalf("AcquireSlot: %v, %v", s, err)
+		}
+		s.Release()
+		for path, want := range map[string]os.FileMode{"run": os.ModeDir | tt.run, "run/slot.0": tt.slot} {
+			fi, err := os.Lstat(filepath.Join(dir, path))
+			if err != nil {
+				t.Error(err)
+			} else if fi.Mode() != want {
+				t.Errorf("spool %v: %s: mode %v, want %v", tt.spool, path, fi.Mode(), want)
+			}
+		}
 	}
 }
 

@@ -32,16 +32,30 @@ func (s *Slot) Release() { s.f.Close() }
 
 // AcquireSlot takes one of n runner slots under spoolDir without waiting.
 // It returns nil and no error when all are taken.
+//
+// The slots take the spool's sharing: when its directory gives its group
+// rwx (the setgid install), run/ is 0770 and the slot files 0660, so every
+// member's process can lock each one; otherwise 0700 and 0600. A slot file
+// is opened read-only: flock needs no more.
 func AcquireSlot(spoolDir string, n int) (*Slot, error) {
+	dirMode, fileMode := os.FileMode(0o700), os.FileMode(0o600)
+	if fi, err := os.Stat(spoolDir); err == nil && fi.Mode().Perm()&0o070 == 0o070 {
+		dirMode, fileMode = 0o770, 0o660
+	}
 	dir := filepath.Join(spoolDir, "run")
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := os.Mkdir(dir, dirMode); err == nil {
+		os.Chmod(dir, dirMode) // the umask narrowed it
+	} else if !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("runner slots: %w", err)
 	}
 	for i := range n {
 		path := filepath.Join(dir, fmt.Sprintf("slot.%d", i))
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+		f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, fileMode)
 		if err != nil {
 			return nil, fmt.Errorf("runner slots: %w", err)
+		}
+		if fi, err := f.Stat(); err == nil && fi.Mode().Perm() != fileMode {
+			f.Chmod(fileMode) // the umask narrowed it; fails harmlessly if not ours
 		}
 		for {
 			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)

@@ -29,6 +29,11 @@
 //
 // Files are created with O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600,
 // directories with mode 0700, set explicitly rather than left to the umask.
+// A shared spool, whose directory gives its group rwx (the setgid install
+// makes it root:relaymail 0770), gets 0660 and 0770: the processes of every
+// user run with that group, and each must read, lock and update every
+// message (a 0600 file would belong to the www-data or cron user who
+// queued it alone).
 // Every open of a spool file uses O_NOFOLLOW, and failed/ is opened with
 // O_NOFOLLOW too: a symbolic link planted in the spool is refused, never
 // followed.

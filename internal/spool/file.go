@@ -16,11 +16,23 @@ import (
 )
 
 // Modes of what the spool creates, set explicitly: the umask may not be
-// ours to trust. TODO(#7): group-writable modes for the setgid install.
+// ours to trust. A shared spool (its directory gives its group rwx, as the
+// setgid install's root:relaymail 0770 does) gets the group modes, so
+// that every member's process can read, lock and update every message.
 const (
-	fileMode fs.FileMode = 0o600
-	dirMode  fs.FileMode = 0o700
+	fileMode       fs.FileMode = 0o600
+	dirMode        fs.FileMode = 0o700
+	sharedFileMode fs.FileMode = 0o660
+	sharedDirMode  fs.FileMode = 0o770
 )
+
+// modes returns the modes of new files and directories.
+func (s *Spool) modes() (file, dir fs.FileMode) {
+	if s.shared {
+		return sharedFileMode, sharedDirMode
+	}
+	return fileMode, dirMode
+}
 
 // Operations, as error messages start and as the fault hook sees them.
 const (
@@ -107,18 +119,19 @@ func (s *Spool) inject(op, path string) error {
 }
 
 // create makes a new file for writing: O_EXCL so that it is ours,
-// O_NOFOLLOW, mode 0600 whatever the umask. It locks the file, so that
+// O_NOFOLLOW, mode 0600 (0660 shared) whatever the umask. It locks the file, so that
 // Cleanup leaves it alone while it is written; the lock goes with the file
 // when it is linked to its final name.
 func (s *Spool) create(path string) (*os.File, error) {
 	if err := s.inject(opCreate, path); err != nil {
 		return nil, spoolError(opCreate, path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
+	mode, _ := s.modes()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
 	if err != nil {
 		return nil, spoolError(opCreate, path, err)
 	}
-	err = f.Chmod(fileMode)
+	err = f.Chmod(mode)
 	if err == nil {
 		err = flock(f, lockNB)
 	}

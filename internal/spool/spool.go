@@ -19,8 +19,8 @@ import (
 )
 
 // Options configures a [Spool]. The spool makes directories with mode
-// 0700 and files with mode 0600, whatever the umask. TODO(#7):
-// group-writable modes for the setgid install.
+// 0700 and files with mode 0600, whatever the umask; when Dir gives its
+// group rwx (the setgid install's root:relaymail 0770), 0770 and 0660.
 type Options struct {
 	Dir  string           // the queue directory; created with mode 0700 when missing
 	Now  func() time.Time // the clock for ids, Created and Cleanup; nil: time.Now
@@ -32,6 +32,7 @@ type Options struct {
 type Spool struct {
 	dir    string // Dir, cleaned
 	failed string // Dir/failed
+	shared bool   // Dir gives its group rwx: group modes (file.go)
 	now    func() time.Time
 	rand   io.Reader
 
@@ -74,6 +75,9 @@ func Open(opts Options) (*Spool, error) {
 	if err := s.mkdir(s.dir, os.Stat); err != nil {
 		return nil, err
 	}
+	if fi, err := os.Stat(s.dir); err == nil {
+		s.shared = fi.Mode().Perm()&0o070 == 0o070
+	}
 	if err := s.mkdir(s.failed, os.Lstat); err != nil {
 		return nil, err
 	}
@@ -102,7 +106,7 @@ func (s *Spool) mkdir(dir string, stat func(string) (fs.FileInfo, error)) error 
 }
 
 // mkdirAll is os.MkdirAll, but each directory it creates gets mode 0700
-// whatever the umask: with os.MkdirAll, a umask of 0277 would make the
+// (0770 shared) whatever the umask: with os.MkdirAll, a umask of 0277 would make the
 // parents 0500, too narrow to create their children.
 func (s *Spool) mkdirAll(dir string) error {
 	if _, err := os.Stat(dir); err == nil {
@@ -113,13 +117,14 @@ func (s *Spool) mkdirAll(dir string) error {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, dirMode); err != nil {
+	_, mode := s.modes()
+	if err := os.Mkdir(dir, mode); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil // another process was first
 		}
 		return err
 	}
-	if err := os.Chmod(dir, dirMode); err != nil {
+	if err := os.Chmod(dir, mode); err != nil {
 		return err
 	}
 	// Best effort: an empty directory lost in a crash is made again by

@@ -57,6 +57,41 @@ func TestOpenCreatesDirectories(t *testing.T) {
 	}
 }
 
+// TestSharedModes: a spool directory that gives its group rwx (the setgid
+// install's root:relaymail 0770) makes a shared spool: failed/ 0770, the
+// files 0660 whatever the umask, and the envelope an update writes too.
+func TestSharedModes(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	s, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := commit(t, s, "Subject: x\r\n\r\nhi\r\n")
+	it, err := s.Lock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it.Env.Attempts++
+	if err := it.Update(); err != nil {
+		t.Fatal(err)
+	}
+	it.Unlock()
+	for name, want := range map[string]os.FileMode{"failed": os.ModeDir | 0o770, id + ".msg": 0o660, id + ".env": 0o660} {
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", name, fi.Mode(), want)
+		}
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	tests := []struct {
 		name  string

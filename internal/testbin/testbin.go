@@ -26,7 +26,17 @@ func Build() (path string, cleanup func(), err error) {
 		return "", nil, err
 	}
 	path = filepath.Join(dir, "sendmail")
-	args := []string{"build", "-o", path}
+	if err := BuildTo(path); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return path, func() { os.RemoveAll(dir) }, nil
+}
+
+// BuildTo builds sendmail as Build does into path, with more arguments of
+// go build (such as -ldflags).
+func BuildTo(path string, args ...string) error {
+	args = append([]string{"build", "-o", path}, args...)
 	if os.Getenv("GOCOVERDIR") != "" {
 		args = append(args, "-cover")
 	}
@@ -34,10 +44,9 @@ func Build() (path string, cleanup func(), err error) {
 	cmd.Dir = Root()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("build sendmail: %v\n%s", err, out)
+		return fmt.Errorf("build sendmail: %v\n%s", err, out)
 	}
-	return path, func() { os.RemoveAll(dir) }, nil
+	return nil
 }
 
 // Main is a TestMain for packages that run sendmail as a process: it
