@@ -48,6 +48,7 @@ import (
 // Config is the validated content of the config file.
 type Config struct {
 	Path      string            `toml:"-"`        // file it came from
+	Mode      fs.FileMode       `toml:"-"`        // its permission bits, as loadConfig found them
 	Hostname  string            `toml:"hostname"` // EHLO name and Message-ID domain; default: ConfigDefaults.Hostname
 	Domain    string            `toml:"domain"`   // qualifies bare names (root -> root@domain); default: Hostname
 	From      string            `toml:"from"`     // envelope sender when -f is not given; "" = login name at Domain
@@ -225,11 +226,15 @@ const maxConfigSize = 1 << 20
 // error, or the unknown keys and invalid settings, all of them joined with
 // errors.Join, one per line.
 func loadConfig(path string, defaults ConfigDefaults) (*Config, error) {
-	text, err := readConfigFile(path)
+	text, mode, err := readConfigFile(path)
 	if err != nil {
 		return nil, sysexits.Wrap(sysexits.Config, err)
 	}
-	return parseConfig(path, text, defaults)
+	cfg, err := parseConfig(path, text, defaults)
+	if cfg != nil {
+		cfg.Mode = mode
+	}
+	return cfg, err
 }
 
 // parseConfig is loadConfig once the file is read; path is for messages.
@@ -273,17 +278,20 @@ func parseConfig(path, text string, defaults ConfigDefaults) (*Config, error) {
 
 // readConfigFile returns the config's text, or an error that says what to
 // do about it.
-func readConfigFile(path string) (string, error) {
+func readConfigFile(path string) (string, fs.FileMode, error) {
 	f, err := os.Open(path)
 	if err == nil {
 		defer f.Close()
-		var b []byte
-		b, err = io.ReadAll(io.LimitReader(f, maxConfigSize+1))
-		if err == nil && len(b) > maxConfigSize {
-			return "", fmt.Errorf("config %s is larger than 1 MiB", path)
-		}
-		if err == nil {
-			return string(b), nil
+		var fi fs.FileInfo
+		if fi, err = f.Stat(); err == nil {
+			var b []byte
+			b, err = io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+			if err == nil && len(b) > maxConfigSize {
+				return "", 0, fmt.Errorf("config %s is larger than 1 MiB", path)
+			}
+			if err == nil {
+				return string(b), fi.Mode().Perm(), nil
+			}
 		}
 	}
 	var pe *fs.PathError
@@ -291,9 +299,9 @@ func readConfigFile(path string) (string, error) {
 		err = pe.Err // the path is in our message already
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("cannot read config %s: %w; create it from /usr/share/doc/relaymail/sendmail.conf.example and set [smarthost] host", path, err)
+		return "", 0, fmt.Errorf("cannot read config %s: %w; create it from /usr/share/doc/relaymail/sendmail.conf.example and set [smarthost] host", path, err)
 	}
-	return "", fmt.Errorf("cannot read config %s: %w", path, err)
+	return "", 0, fmt.Errorf("cannot read config %s: %w", path, err)
 }
 
 // configLoader collects the problems found in one config file.

@@ -150,7 +150,9 @@ root = "ops@example.net"
 			if err != nil {
 				t.Fatalf("loadConfig(%q) error: %v", tt.toml, err)
 			}
-			if want := tt.want(path); !reflect.DeepEqual(got, want) {
+			want := tt.want(path)
+			want.Mode = 0o600 // the file's mode, as written above
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("loadConfig(%q) =\n%#v\nwant\n%#v", tt.toml, *got, *want)
 			}
 		})

@@ -144,6 +144,9 @@ func (p *process) main(args []string) error {
 	if err != nil {
 		return err
 	}
+	if w := exposedSecret(cfg); w != "" {
+		p.warn(inv, w, "make it readable by root and the relaymail group only (chmod 0640; the package installs /etc/sendmail.conf so), or keep the password in password_file (mode 0640) or password_command")
+	}
 	switch inv.Mode {
 	case ModeAliases:
 		table, err := aliasTable(cfg)
@@ -164,6 +167,37 @@ func (p *process) main(args []string) error {
 		return p.serveSMTP(cfg, inv)
 	}
 	return p.send(cfg, inv)
+}
+
+// exposedSecret says which file holding the relay's password every user
+// can read, or "".
+func exposedSecret(cfg *Config) string {
+	sh := cfg.Smarthost
+	if sh.Password != "" && cfg.Mode&0o004 != 0 {
+		return fmt.Sprintf("%s holds the relay password and every user can read it (mode %04o)", cfg.Path, cfg.Mode)
+	}
+	if sh.PasswordFile != "" {
+		if fi, err := os.Stat(sh.PasswordFile); err == nil && fi.Mode().Perm()&0o004 != 0 {
+			return fmt.Sprintf("password_file %s can be read by every user (mode %04o)", sh.PasswordFile, fi.Mode().Perm())
+		}
+	}
+	return ""
+}
+
+// warn tells of a problem with the setup that does not stop us: in the
+// log, and on stderr when a person is likely to read it (the modes that
+// do not send, and -v); a program that pipes mail in gets no extra stderr.
+func (p *process) warn(inv Invocation, text, hint string) {
+	log := maillog.New(maillog.Options{Syslog: true})
+	log.Warn(text)
+	log.Close()
+	switch inv.Mode {
+	case ModeSend, ModeSMTP:
+		if inv.Verbose == 0 {
+			return
+		}
+	}
+	fmt.Fprintf(p.stderr, "%s: warning: %s\n%s: hint: %s\n", p.name, oneLine(text), p.name, hint)
 }
 
 func (p *process) loadConfig(inv Invocation) (*Config, error) {

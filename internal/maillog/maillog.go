@@ -128,6 +128,23 @@ func (l *Logger) Log(e Entry) {
 	}
 }
 
+// Warn logs a warning about the setup rather than a delivery, such as a
+// password others can read: to syslog at warning level, and to the
+// fallback writer under -v.
+func (l *Logger) Warn(text string) {
+	line := "warning: " + clean(text)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sys != nil {
+		if err := l.sys.Warning(line); err != nil {
+			l.sinkFailed(err)
+		}
+	}
+	if l.fallback != nil && l.echo {
+		fmt.Fprintf(l.fallback, "%s\n", line)
+	}
+}
+
 // Outcome is one recipient's status and reply in an attempt.
 type Outcome struct {
 	Rcpt, Status, Reply string
