@@ -22,6 +22,10 @@ package main
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -60,19 +64,29 @@ type Config struct {
 
 // Smarthost is the [smarthost] table: where and how to relay.
 type Smarthost struct {
-	Host                  string   `toml:"host"`                    // required
-	Port                  int      `toml:"port"`                    // default: 587, 465 with tls = "tls", 25 with tls = "none"
-	TLS                   TLSMode  `toml:"tls"`                     // default: TLSStartTLS
-	TLSServerName         string   `toml:"tls_server_name"`         // name the certificate must carry; "" = Host
-	CAFile                string   `toml:"ca_file"`                 // extra PEM roots (absolute path), read when connecting
-	Username              string   `toml:"username"`                // set whenever a password source is, unless Auth is AuthNone
-	Password              Secret   `toml:"password"`                // at most one of Password,
-	PasswordFile          string   `toml:"password_file"`           // PasswordFile (absolute path, read only for AUTH)
-	PasswordCommand       []string `toml:"password_command"`        // and PasswordCommand (run only for AUTH) is set
-	Auth                  AuthMode `toml:"auth"`                    // default: AuthAuto
-	Timeout               Duration `toml:"timeout"`                 // default: 30s; > 0
-	InsecurePlaintextAuth bool     `toml:"insecure_plaintext_auth"` // allow AUTH with tls = "none"
-	MaxConnections        int      `toml:"max_connections"`         // background and queue runners at once, each one connection; default 4
+	Host            string   `toml:"host"`             // required
+	Port            int      `toml:"port"`             // default: 587, 465 with tls = "tls", 25 with tls = "none"
+	TLS             TLSMode  `toml:"tls"`              // default: TLSStartTLS
+	TLSServerName   string   `toml:"tls_server_name"`  // name the certificate must carry; "" = Host
+	CAFile          string   `toml:"ca_file"`          // extra PEM roots (absolute path), read when connecting
+	Username        string   `toml:"username"`         // set whenever a password source is, unless Auth is AuthNone
+	Password        Secret   `toml:"password"`         // at most one of Password,
+	PasswordFile    string   `toml:"password_file"`    // PasswordFile (absolute path, read only for AUTH)
+	PasswordCommand []string `toml:"password_command"` // and PasswordCommand (run only for AUTH) is set
+	Auth            AuthMode `toml:"auth"`             // default: AuthAuto
+	Timeout         Duration `toml:"timeout"`          // default: 30s; > 0
+	// TLSFingerprint pins the relay's certificate: the SHA-256 of the
+	// leaf certificate or of its public key (hex, colons allowed, or
+	// base64), one or a list. When set it replaces the CA check.
+	TLSFingerprint Fingerprints `toml:"tls_fingerprint"`
+	TLSCertFile    string       `toml:"tls_cert_file"`   // client certificate (PEM, absolute path), with TLSKeyFile
+	TLSKeyFile     string       `toml:"tls_key_file"`    // its private key (PEM, absolute path)
+	TLSMinVersion  TLSVersion   `toml:"tls_min_version"` // default "1.2"
+	// AllowPlaintextAuth allows AUTH with tls = "none" to a relay that is
+	// not on loopback; InsecurePlaintextAuth is its older name.
+	AllowPlaintextAuth    bool `toml:"allow_plaintext_auth"`
+	InsecurePlaintextAuth bool `toml:"insecure_plaintext_auth"`
+	MaxConnections        int  `toml:"max_connections"` // background and queue runners at once, each one connection; default 4
 }
 
 // QueueConfig is the [queue] table.
@@ -124,6 +138,94 @@ func (m *TLSMode) UnmarshalText(b []byte) error {
 	})
 	*m = TLSMode(v)
 	return err
+}
+
+// TLSVersion is the oldest TLS version the relay may use.
+type TLSVersion string
+
+// UnmarshalTOML accepts "1.0" to "1.3", also written as a number (1.2)
+// or as "TLSv1.2".
+func (v *TLSVersion) UnmarshalTOML(data any) error {
+	var s string
+	switch d := data.(type) {
+	case string:
+		s = d
+	case float64:
+		s = strconv.FormatFloat(d, 'f', 1, 64)
+	default:
+		return fmt.Errorf("%v is not a TLS version; write \"1.2\" or \"1.3\"", data)
+	}
+	t := strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(s), "tlsv"), "tls")
+	if !slices.Contains([]string{"1.0", "1.1", "1.2", "1.3"}, t) {
+		return fmt.Errorf("%q is not a TLS version; write \"1.2\" or \"1.3\"", s)
+	}
+	*v = TLSVersion(t)
+	return nil
+}
+
+// Number returns the crypto/tls constant of v ("" is 1.2).
+func (v TLSVersion) Number() uint16 {
+	switch v {
+	case "1.0":
+		return tls.VersionTLS10
+	case "1.1":
+		return tls.VersionTLS11
+	case "1.3":
+		return tls.VersionTLS13
+	}
+	return tls.VersionTLS12
+}
+
+// Fingerprints are SHA-256 digests of certificates or public keys.
+type Fingerprints [][sha256.Size]byte
+
+// UnmarshalTOML accepts one fingerprint or a list of them.
+func (f *Fingerprints) UnmarshalTOML(data any) error {
+	var list []string
+	switch d := data.(type) {
+	case string:
+		list = []string{d}
+	case []any:
+		for _, e := range d {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("%v is not a fingerprint; write it as a string", e)
+			}
+			list = append(list, s)
+		}
+	default:
+		return fmt.Errorf("%v is not a fingerprint; write it as a string, or a list of strings", data)
+	}
+	for _, s := range list {
+		d, err := parseFingerprint(s)
+		if err != nil {
+			return err
+		}
+		*f = append(*f, d)
+	}
+	return nil
+}
+
+// parseFingerprint reads a SHA-256 digest in hex (any case, with or without
+// colons, as openssl prints it, optionally after "sha256:") or in base64
+// (as in an HPKP pin).
+func parseFingerprint(s string) ([sha256.Size]byte, error) {
+	var d [sha256.Size]byte
+	t := strings.TrimSpace(s)
+	for _, p := range []string{"sha256:", "SHA256:", "sha256//", "sha256/"} {
+		t = strings.TrimPrefix(t, p)
+	}
+	if h := strings.ReplaceAll(t, ":", ""); len(h) == 2*sha256.Size {
+		if b, err := hex.DecodeString(h); err == nil {
+			copy(d[:], b)
+			return d, nil
+		}
+	}
+	if b, err := base64.StdEncoding.DecodeString(t); err == nil && len(b) == sha256.Size {
+		copy(d[:], b)
+		return d, nil
+	}
+	return d, fmt.Errorf("%q is not a SHA-256 fingerprint: give 64 hex digits (colons allowed, as openssl x509 -noout -fingerprint -sha256 prints them) or 44 characters of base64", s)
 }
 
 // AuthMode is the SASL mechanism used to log in to the smarthost.
@@ -259,6 +361,7 @@ func parseConfig(path, text string, defaults ConfigDefaults) (*Config, error) {
 			Auth:    AuthAuto,
 			Timeout: Duration(30 * time.Second),
 
+			TLSMinVersion:  "1.2",
 			MaxConnections: 4,
 		},
 		Delivery: DeliverInteractive,
@@ -602,6 +705,26 @@ func (cl *configLoader) validate(c *Config) {
 	if sh.CAFile != "" && !filepath.IsAbs(sh.CAFile) {
 		cl.errorf(k("smarthost", "ca_file"), "[smarthost] ca_file %q must be an absolute path", sh.CAFile)
 	}
+	for _, f := range []struct{ key, path string }{{"tls_cert_file", sh.TLSCertFile}, {"tls_key_file", sh.TLSKeyFile}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			cl.errorf(k("smarthost", f.key), "[smarthost] %s %q must be an absolute path", f.key, f.path)
+		}
+	}
+	if (sh.TLSCertFile == "") != (sh.TLSKeyFile == "") {
+		set, unset := "tls_cert_file", "tls_key_file"
+		if sh.TLSCertFile == "" {
+			set, unset = unset, set
+		}
+		cl.errorf(k("smarthost", set), "[smarthost] %s is set but %s is not: a client certificate needs both", set, unset)
+	}
+	if sh.TLS == TLSNone {
+		// Settings that promise a protection tls = "none" does not give.
+		for _, key := range []string{"tls_fingerprint", "tls_cert_file", "tls_key_file", "tls_min_version"} {
+			if cl.md.IsDefined("smarthost", key) {
+				cl.errorf(k("smarthost", key), `[smarthost] %s has no effect with tls = "none"`, key)
+			}
+		}
+	}
 	if strings.ContainsFunc(sh.Username, unicode.IsControl) {
 		cl.errorf(k("smarthost", "username"), "[smarthost] username contains a control character")
 	}
@@ -676,9 +799,19 @@ func (cl *configLoader) validateAuth(sh *Smarthost) {
 	case len(sources) == 0 && sh.Auth != AuthAuto:
 		cl.errorf(k("auth"), "[smarthost] auth = %q needs username and a password", sh.Auth)
 	}
-	if sh.TLS == TLSNone && (sh.Username != "" || len(sources) > 0) && !sh.InsecurePlaintextAuth {
-		cl.errorf(k("tls"), `[smarthost] tls = "none" would send the password unencrypted; use tls = "starttls" or "tls", or set insecure_plaintext_auth = true if the network to the smarthost is trusted`)
+	if sh.TLS == TLSNone && (sh.Username != "" || len(sources) > 0) && !sh.AllowPlaintextAuth && !sh.InsecurePlaintextAuth && !isLoopback(sh.Host) {
+		cl.errorf(k("tls"), `[smarthost] tls = "none" would send the password unencrypted; use tls = "starttls" or "tls", or set allow_plaintext_auth = true if the network to the smarthost is trusted`)
 	}
+}
+
+// isLoopback reports whether host is this machine by name or address:
+// AUTH without TLS stays on the machine then.
+func isLoopback(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	return h == "localhost" || strings.HasSuffix(h, ".localhost")
 }
 
 // badHostname returns why s cannot be a host or domain name, or "".

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,9 +19,17 @@ import (
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/config/*.expected-error from the current messages")
 
+// count32 is the 32 bytes from, from+1 and so on.
+func count32(from byte) (d [32]byte) {
+	for i := range d {
+		d[i] = from + byte(i)
+	}
+	return d
+}
+
 // defaultSmarthost is [smarthost] with host set and every default applied.
 func defaultSmarthost(host string) Smarthost {
-	return Smarthost{Host: host, Port: 587, TLS: TLSStartTLS, Auth: AuthAuto, Timeout: Duration(30 * time.Second), MaxConnections: 4}
+	return Smarthost{Host: host, Port: 587, TLS: TLSStartTLS, Auth: AuthAuto, Timeout: Duration(30 * time.Second), TLSMinVersion: "1.2", MaxConnections: 4}
 }
 
 func TestLoadConfig(t *testing.T) {
@@ -92,6 +101,11 @@ username = "me@example.com"
 password_command = ["oauth2-token", "--account", "me"]
 auth = "xoauth2"
 timeout = "1m30s"
+tls_fingerprint = ["00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:10:11:12:13:14:15:16:17:18:19:1A:1B:1C:1D:1E:1F", "sha256////////////////////////////////////////////8="]
+tls_cert_file = "/etc/relaymail/client.pem"
+tls_key_file = "/etc/relaymail/client.key"
+tls_min_version = 1.3
+allow_plaintext_auth = false
 insecure_plaintext_auth = false
 
 [queue]
@@ -106,7 +120,9 @@ root = "ops@example.net"
 					Smarthost: Smarthost{Host: "smtp.gmail.com", Port: 465, TLS: TLSImplicit, TLSServerName: "smtp.gmail.com",
 						CAFile: "/etc/ssl/extra.pem", Username: "me@example.com",
 						PasswordCommand: []string{"oauth2-token", "--account", "me"}, Auth: AuthXOAUTH2,
-						Timeout: Duration(90 * time.Second), MaxConnections: 4},
+						Timeout: Duration(90 * time.Second), MaxConnections: 4,
+						TLSFingerprint: Fingerprints{count32(0), [32]byte(bytes.Repeat([]byte{0xff}, 32))},
+						TLSCertFile:    "/etc/relaymail/client.pem", TLSKeyFile: "/etc/relaymail/client.key", TLSMinVersion: "1.3"},
 					Queue: QueueConfig{Dir: "/srv/spool", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive,
 					Aliases: map[string]string{"root": "ops@example.net", "www-data": "web@example.com, root"}}
 			},

@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -926,6 +927,15 @@ func (p *process) relayOptions(cfg *Config, inv Invocation) (relayOptions, error
 		o.RootCAs = pool
 	}
 	o.CertFiles, o.CertDirs = trust.FromEnv(p.env)
+	o.Pins = sh.TLSFingerprint
+	o.MinVersion = sh.TLSMinVersion.Number()
+	if sh.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(sh.TLSCertFile, sh.TLSKeyFile)
+		if err != nil {
+			return o, sysexits.Errorf(sysexits.Config, "%s: [smarthost] tls_cert_file and tls_key_file: %v", cfg.Path, err)
+		}
+		o.ClientCert = &cert
+	}
 	if inv.Verbose > 0 {
 		o.Debug = transcript.New(p.stderr)
 	}

@@ -16,7 +16,9 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -48,11 +50,16 @@ type relayOptions struct {
 	// certificate directories ($SSL_CERT_FILE, $SSL_CERT_DIR); nil for
 	// the defaults.
 	CertFiles, CertDirs []string
-	Auth                AuthMode
-	Username            string
-	Secret              secret.Source
-	Hostname            string        // EHLO name
-	Timeout             time.Duration // connect, and each read or write
+	// Pins replace the CA and name check (tls_fingerprint).
+	Pins [][sha256.Size]byte
+	// ClientCert is presented when the server asks for one, or nil.
+	ClientCert *tls.Certificate
+	MinVersion uint16 // tls.VersionTLS12 when 0
+	Auth       AuthMode
+	Username   string
+	Secret     secret.Source
+	Hostname   string        // EHLO name
+	Timeout    time.Duration // connect, and each read or write
 	// DataTimeout bounds the wait for the reply to the final dot, which a
 	// server may spend scanning a large message (RFC 5321 4.5.3.2.6: 10 min).
 	DataTimeout time.Duration
@@ -452,12 +459,15 @@ func connect(ctx context.Context, o relayOptions) (*smtp.Client, net.Conn, *idle
 	// (20-30 ms); the Verifier reads only those the chain can use, with
 	// the same result (see internal/trust). InsecureSkipVerify only turns
 	// off the built-in check that VerifyConnection replaces.
-	v := &trust.Verifier{ServerName: o.ServerName, Extra: o.RootCAs, System: true, Files: o.CertFiles, Dirs: o.CertDirs}
+	v := &trust.Verifier{ServerName: o.ServerName, Extra: o.RootCAs, System: true, Files: o.CertFiles, Dirs: o.CertDirs, Pins: o.Pins}
 	tlsConfig := &tls.Config{
 		ServerName:         o.ServerName,
 		InsecureSkipVerify: true,
 		VerifyConnection:   v.VerifyConnection,
-		MinVersion:         tls.VersionTLS12,
+		MinVersion:         cmp.Or(o.MinVersion, tls.VersionTLS12),
+	}
+	if o.ClientCert != nil {
+		tlsConfig.Certificates = []tls.Certificate{*o.ClientCert}
 	}
 
 	var conn net.Conn = ic
@@ -490,6 +500,11 @@ func connect(ctx context.Context, o relayOptions) (*smtp.Client, net.Conn, *idle
 	}
 	if err := c.Hello(o.Hostname); err != nil {
 		c.Close()
+		if isRemoteTLSAlert(err) {
+			// TLS 1.3: the server refuses our certificate (or its
+			// absence) only after the client's side of the handshake.
+			return nil, nil, nil, tlsError(err, o)
+		}
 		return nil, nil, nil, replyError("EHLO refused", err)
 	}
 	return c, conn, ic, nil
@@ -559,10 +574,27 @@ func tlsError(err error, o relayOptions) *relayError {
 	var unknown x509.UnknownAuthorityError
 	var host x509.HostnameError
 	var invalid x509.CertificateInvalidError
+	var pin string // how to pin the certificate the server presented
+	var te *trust.Error
+	if errors.As(err, &te) {
+		cert, key := trust.Fingerprints(te.Leaf)
+		pin = fmt.Sprintf("SHA-256 %s (public key %s)", trust.Hex(cert), trust.Hex(key))
+	}
 	switch {
+	case isRemoteTLSAlert(err) && strings.Contains(err.Error(), " certificate"):
+		// The server's alert about ours: certificate_required,
+		// bad_certificate, unknown_ca, certificate_unknown (RFC 8446 6.2).
+		e.Stage = "client certificate refused"
+		e.Hint = "the relay asks for a client certificate: set tls_cert_file and tls_key_file, to one it trusts"
+	case errors.Is(err, trust.ErrPinMismatch):
+		e.Stage = "certificate fingerprint mismatch"
+		e.Hint = fmt.Sprintf("the relay presented a certificate with %s; if its certificate changed on purpose, put the new value in tls_fingerprint, else someone may be in the middle", pin)
 	case errors.As(err, &unknown):
 		e.Stage = "certificate not trusted"
 		e.Hint = "if the smarthost uses a private CA, set ca_file to its PEM certificate in the [smarthost] section"
+		if pin != "" {
+			e.Hint += fmt.Sprintf("; for a self-signed relay, compare its certificate's %s with the relay itself, then set tls_fingerprint to it", pin)
+		}
 	case errors.As(err, &host):
 		e.Stage = "certificate name mismatch"
 		e.Hint = fmt.Sprintf("the certificate is not valid for %q; set host to the name in the certificate, or tls_server_name", o.ServerName)
@@ -571,6 +603,13 @@ func tlsError(err error, o relayOptions) *relayError {
 		e.Hint = "check the smarthost's certificate dates and this machine's clock"
 	}
 	return e
+}
+
+// isRemoteTLSAlert reports an alert the server sent. crypto/tls reports
+// one as a net.OpError "remote error" around an unexported type, so the
+// text is all there is to go by.
+func isRemoteTLSAlert(err error) bool {
+	return strings.Contains(err.Error(), "remote error: tls: ")
 }
 
 func connectHint(err error) string {

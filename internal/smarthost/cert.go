@@ -109,3 +109,38 @@ func randomBytes(n int) []byte {
 	rand.Read(b) // never fails (crypto/rand)
 	return b
 }
+
+// ClientCertificate makes a CA and a client certificate for commonName
+// signed by it (ECDSA P-256, valid from an hour ago for a day), all PEM:
+// the CA goes in Options.ClientCAPEM, the certificate and key to the
+// client.
+func ClientCertificate(commonName string) (caPEM, certPEM, keyPEM []byte, err error) {
+	now := time.Now()
+	ca, caKey, err := newCA("relaymail smarthost client CA", now)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: commonName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+}

@@ -34,7 +34,7 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		// Not a connection from our listener; cannot happen.
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Internal error"}
 	}
-	_, isTLS := c.TLSConnectionState()
+	state, isTLS := c.TLSConnectionState()
 	helo := c.Hostname()
 
 	s.mu.Lock()
@@ -42,6 +42,9 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	l := &s.sessions[tc.id]
 	l.Helo = helo
 	l.TLS = l.TLS || isTLS
+	if isTLS && len(state.PeerCertificates) > 0 {
+		l.ClientCert = state.PeerCertificates[0].Subject.CommonName
+	}
 	if f := s.fault(Hello, helo); f != nil {
 		s.event(tc.id, "EHLO "+helo+" "+f.outcome())
 		if f.Drop {

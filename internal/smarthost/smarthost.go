@@ -31,6 +31,7 @@ package smarthost
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -161,6 +162,13 @@ type Options struct {
 	// WrongName serves a certificate signed by the CA but only for the name
 	// "wrong.example" (x509.HostnameError).
 	WrongName bool
+	// MaxTLSVersion caps the TLS version the server speaks (a
+	// tls.VersionTLS constant); 0 is crypto/tls's newest.
+	MaxTLSVersion uint16
+	// ClientCAPEM, when set, makes the server require a client certificate
+	// signed by this CA (see ClientCertificate); the handshake fails
+	// without one. SessionLog.ClientCert names the one it got.
+	ClientCAPEM []byte
 
 	// Users maps user names to passwords for AUTH PLAIN and LOGIN; empty
 	// means neither is offered.
@@ -234,6 +242,9 @@ type Message struct {
 type SessionLog struct {
 	Helo string // the last EHLO/HELO name
 	TLS  bool   // a TLS handshake completed on the connection
+	// ClientCert is the common name of the client certificate verified
+	// in the handshake, or "".
+	ClientCert string
 	// Events, in order. Where a reply code is shown, it is the server's
 	// reply; "drop" means the server closed the connection instead:
 	//
@@ -264,7 +275,8 @@ type Server struct {
 	host  string
 	port  int
 	caPEM []byte
-	tls   *tls.Config // nil with NoTLS
+	cert  *x509.Certificate // the server's
+	tls   *tls.Config       // nil with NoTLS
 	raw   net.Listener
 	srv   *smtp.Server
 
@@ -318,14 +330,26 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("smarthost: generate certificates: %v", err)
 	}
 	s.caPEM = c.caPEM
+	if s.cert, err = x509.ParseCertificate(c.server.Certificate[0]); err != nil {
+		return nil, fmt.Errorf("smarthost: %v", err)
+	}
 	if opts.TLS != NoTLS {
 		s.tls = &tls.Config{
 			Certificates: []tls.Certificate{c.server},
 			MinVersion:   tls.VersionTLS12,
+			MaxVersion:   opts.MaxTLSVersion,
 			GetConfigForClient: func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 				s.clientHello(hi.Conn)
 				return nil, nil
 			},
+		}
+		if opts.ClientCAPEM != nil {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(opts.ClientCAPEM) {
+				return nil, fmt.Errorf("smarthost: ClientCAPEM holds no certificate")
+			}
+			s.tls.ClientCAs = pool
+			s.tls.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
 
@@ -409,6 +433,9 @@ func (s *Server) TLSMode() TLSMode { return s.opts.TLS }
 // server's certificate is not signed by it.
 func (s *Server) CAPEM() []byte { return slices.Clone(s.caPEM) }
 
+// Certificate returns the certificate the server presents.
+func (s *Server) Certificate() *x509.Certificate { return s.cert }
+
 // Messages returns copies of the accepted messages, in arrival order.
 func (s *Server) Messages() []Message {
 	s.mu.Lock()
@@ -489,7 +516,8 @@ func (s *Server) Sessions() []SessionLog {
 	defer s.mu.Unlock()
 	out := make([]SessionLog, len(s.sessions))
 	for i, l := range s.sessions {
-		out[i] = SessionLog{Helo: l.Helo, TLS: l.TLS, Events: slices.Clone(l.Events)}
+		out[i] = l
+		out[i].Events = slices.Clone(l.Events)
 	}
 	return out
 }

@@ -27,6 +27,7 @@
 package trust
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -67,6 +68,9 @@ type Verifier struct {
 	Files  []string
 	Dirs   []string
 	Now    func() time.Time // nil: time.Now
+	// Pins, when set, replace the chain and name check: the leaf's
+	// SHA-256, or that of its public key, must be one of them.
+	Pins [][sha256.Size]byte
 }
 
 // VerifyConnection is a tls.Config.VerifyConnection for a config with
@@ -75,11 +79,68 @@ type Verifier struct {
 // x509.Certificate.Verify (x509.UnknownAuthorityError,
 // x509.HostnameError, x509.CertificateInvalidError), so callers can tell
 // them apart.
+//
+// With Pins set, the chain and the name are not checked: the leaf must
+// match a pin instead.
+//
+// A failure comes as an *Error, which carries the leaf certificate.
 func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 	certs := cs.PeerCertificates
 	if len(certs) == 0 {
 		return errors.New("the server presented no certificate")
 	}
+	var err error
+	if len(v.Pins) > 0 {
+		err = ErrPinMismatch
+		cert, key := Fingerprints(certs[0])
+		for _, p := range v.Pins {
+			if p == cert || p == key {
+				err = nil
+			}
+		}
+	} else {
+		err = v.verifyChain(certs)
+	}
+	if err != nil {
+		return &Error{Leaf: certs[0], Err: err}
+	}
+	return nil
+}
+
+// ErrPinMismatch is the failure of a certificate that matches no pin.
+var ErrPinMismatch = errors.New("the certificate matches none of the pinned SHA-256 fingerprints")
+
+// Error is a verification failure and the certificate the server
+// presented. Unwrap gives the x509 error (or ErrPinMismatch).
+type Error struct {
+	Leaf *x509.Certificate
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Fingerprints returns the SHA-256 of c (its DER) and of its public key
+// (the DER of its SubjectPublicKeyInfo).
+func Fingerprints(c *x509.Certificate) (cert, key [sha256.Size]byte) {
+	return sha256.Sum256(c.Raw), sha256.Sum256(c.RawSubjectPublicKeyInfo)
+}
+
+// Hex writes a fingerprint as openssl does: upper-case hex pairs joined by
+// colons.
+func Hex(d [sha256.Size]byte) string {
+	var b strings.Builder
+	for i, c := range d {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", c)
+	}
+	return b.String()
+}
+
+// verifyChain checks certs against the roots and the name.
+func (v *Verifier) verifyChain(certs []*x509.Certificate) error {
 	opts := x509.VerifyOptions{
 		DNSName:       v.ServerName,
 		Intermediates: x509.NewCertPool(),
