@@ -13,11 +13,14 @@ package main
 //     "-q15m", "-qIid", "-qRsite") and never the next argument, because
 //     "sendmail -q" is run with nothing after it.
 //   - "--" ends the options, and so does the first argument that is not an
-//     option: everything after is a recipient, even if it starts with "-".
-//     The arguments are never permuted (Postfix calls getopt with a leading
-//     "+" for that), so "sendmail root -oi" sends to root and to "-oi".
-//   - A value that reaches the SMTP envelope (-f, -r, -F, -V and every
-//     recipient word) must not contain CR, LF or NUL: such a value could
+//     option: everything after is a recipient. The arguments are never
+//     permuted (Postfix calls getopt with a leading "+" for that). A
+//     recipient that starts with "-" is refused unless it comes after
+//     "--": "sendmail root -oi" is a mistake (or an attack through a
+//     program that passes user input as the address), not a message to
+//     "-oi".
+//   - No value may contain CR, LF or NUL (-f, -r, -F, -V, -N, -R, ignored
+//     ones such as -L, and every recipient word): such a value could
 //     inject SMTP commands or header fields. Recipient syntax is checked
 //     later, with the config at hand.
 //   - Every error carries sysexits.Usage (64).
@@ -166,12 +169,14 @@ func parseArgs(progName string, args []string) (Invocation, error) {
 // parse applies args to inv.
 func (inv *Invocation) parse(args []string) error {
 	i := 0
+	dashdash := false
 args:
 	for ; i < len(args); i++ {
 		arg := args[i]
 		switch {
 		case arg == "--":
 			i++
+			dashdash = true
 			break args
 		case arg == "--version":
 			inv.Mode = ModeVersion
@@ -236,6 +241,11 @@ args:
 		if err := checkEnvelopeValue(r); err != nil {
 			return usageErrorf("recipient %q %v", r, err)
 		}
+		// Options end at the first recipient; a later "-oQ/tmp" or "-C
+		// file" is a mistake or an attack, never an address.
+		if strings.HasPrefix(r, "-") && !dashdash {
+			return usageErrorf("recipient %q starts with -: options go before the recipients, and an address that starts with - goes after --", r)
+		}
 	}
 	return inv.check()
 }
@@ -261,6 +271,12 @@ func (inv *Invocation) plainFlag(c byte) error {
 
 // valueFlag applies a flag that takes a value, except -q.
 func (inv *Invocation) valueFlag(c byte, val string) error {
+	// No value may carry a line break or NUL, even one we ignore: each
+	// could become a header or an SMTP command somewhere (-L is a syslog
+	// tag elsewhere, -o a sendmail.cf line).
+	if err := checkEnvelopeValue(val); err != nil {
+		return usageErrorf("-%c value %v", c, err)
+	}
 	switch c {
 	case 'B':
 		switch b := strings.ToUpper(val); b {

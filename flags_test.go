@@ -209,14 +209,9 @@ func TestParseArgs(t *testing.T) {
 			want: Invocation{ErrorMode: 'p', Recipients: []string{"-t", "--version"}},
 		},
 		{
-			name: "the first recipient ends the options",
-			args: []string{"-i", "root", "-t", "-f", "x"},
-			want: Invocation{IgnoreDots: true, ErrorMode: 'p', Recipients: []string{"root", "-t", "-f", "x"}},
-		},
-		{
-			name: "a lone dash is a recipient, as with getopt",
-			args: []string{"-i", "-", "a@x"},
-			want: Invocation{IgnoreDots: true, ErrorMode: 'p', Recipients: []string{"-", "a@x"}},
+			name: "after --, a recipient may start with a dash",
+			args: []string{"-i", "--", "-", "-t", "a@x"},
+			want: Invocation{IgnoreDots: true, ErrorMode: 'p', Recipients: []string{"-", "-t", "a@x"}},
 		},
 
 		// Modes.
@@ -402,6 +397,13 @@ func TestParseArgs(t *testing.T) {
 		{name: "NUL in -f", args: []string{"-fa@x\x00", "-t"}, wantErr: "-f value contains a NUL byte"},
 		{name: "LF in -F", args: []string{"-F", "Cron\nBcc: victim@example.com", "-t"}, wantErr: "-F value contains a line break"},
 		{name: "CR in -V", args: []string{"-V", "id\r", "a@x"}, wantErr: "-V value contains a line break"},
+		{name: "LF in -N", args: []string{"-N", "success\nfailure", "a@x"}, wantErr: "-N value contains a line break"},
+		{name: "CR in -R", args: []string{"-R", "full\r", "a@x"}, wantErr: "-R value contains a line break"},
+		{name: "the first recipient ends the options", args: []string{"-i", "root", "-t", "-f", "x"}, wantErr: `recipient "-t" starts with -: options go before the recipients`},
+		{name: "a lone dash before --", args: []string{"-i", "-", "a@x"}, wantErr: `recipient "-" starts with -`},
+		{name: "LF in ignored -L", args: []string{"-L", "tag\nx", "a@x"}, wantErr: "-L value contains a line break"},
+		{name: "NUL in ignored -O", args: []string{"-OQueueDirectory=/x\x00", "a@x"}, wantErr: "-O value contains a NUL byte"},
+		{name: "LF in -o", args: []string{"-oX\nY", "a@x"}, wantErr: "-o value contains a line break"},
 		{name: "LF in a recipient", args: []string{"-i", "a@x\nDATA"}, wantErr: `recipient "a@x\nDATA" contains a line break`},
 		{name: "LF in a recipient after --", args: []string{"--", "ok@x", "b@y\n"}, wantErr: "contains a line break"},
 		{name: "recipients with -bp", args: []string{"-bp", "a@x"}, wantErr: "display queue mode requires no recipient"},
