@@ -51,15 +51,21 @@ import (
 
 // Config is the validated content of the config file.
 type Config struct {
-	Path      string            `toml:"-"`        // file it came from
-	Mode      fs.FileMode       `toml:"-"`        // its permission bits, as loadConfig found them
-	Hostname  string            `toml:"hostname"` // EHLO name and Message-ID domain; default: ConfigDefaults.Hostname
-	Domain    string            `toml:"domain"`   // qualifies bare names (root -> root@domain); default: Hostname
-	From      string            `toml:"from"`     // envelope sender when -f is not given; "" = login name at Domain
-	Delivery  DeliveryMode      `toml:"delivery"` // default delivery mode; -od? overrides; default DeliverInteractive
-	Smarthost Smarthost         `toml:"smarthost"`
-	Queue     QueueConfig       `toml:"queue"`
-	Aliases   map[string]string `toml:"aliases"` // name -> address list; values are not empty
+	Path     string       `toml:"-"`        // file it came from
+	Mode     fs.FileMode  `toml:"-"`        // its permission bits, as loadConfig found them
+	Hostname string       `toml:"hostname"` // EHLO name and Message-ID domain; default: ConfigDefaults.Hostname
+	Domain   string       `toml:"domain"`   // qualifies bare names (root -> root@domain); default: Hostname
+	From     string       `toml:"from"`     // envelope sender when -f is not given; "" = login name at Domain
+	Delivery DeliveryMode `toml:"delivery"` // default delivery mode; -od? overrides; default DeliverInteractive
+	// MaxMessageSize refuses larger messages at submission; 0 leaves the
+	// limit to the relay (its SIZE), and -bs to 64 MiB.
+	MaxMessageSize ByteSize `toml:"max_message_size"`
+	// MaxRecipients refuses a message with more envelope recipients, after
+	// aliases; 0 is no limit (and 1000 per -bs transaction).
+	MaxRecipients int               `toml:"max_recipients"`
+	Smarthost     Smarthost         `toml:"smarthost"`
+	Queue         QueueConfig       `toml:"queue"`
+	Aliases       map[string]string `toml:"aliases"` // name -> address list; values are not empty
 }
 
 // Smarthost is the [smarthost] table: where and how to relay.
@@ -249,6 +255,36 @@ func (m *AuthMode) UnmarshalText(b []byte) error {
 	})
 	*m = AuthMode(v)
 	return err
+}
+
+// ByteSize is a number of bytes, written as a number or as a string with
+// a unit: "10MB", "25MiB", "512k" (k, M, G count 1024s, as Postfix and
+// most people mean them for mail sizes).
+type ByteSize int64
+
+// UnmarshalTOML accepts an integer or a string with a unit.
+func (b *ByteSize) UnmarshalTOML(data any) error {
+	switch d := data.(type) {
+	case int64:
+		if d < 0 {
+			return fmt.Errorf("%d is negative", d)
+		}
+		*b = ByteSize(d)
+		return nil
+	case string:
+		s := strings.TrimSpace(d)
+		num := strings.TrimRight(s, "kKmMgGiIbB ")
+		unit := strings.ToLower(strings.TrimSpace(s[len(num):]))
+		n, err := strconv.ParseInt(num, 10, 64)
+		mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+			"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}[unit]
+		if err != nil || n < 0 || mult == 0 || n > (1<<62)/mult {
+			return fmt.Errorf("%q is not a size; write it like \"25MB\", \"512k\" or a number of bytes", d)
+		}
+		*b = ByteSize(n * mult)
+		return nil
+	}
+	return fmt.Errorf("%v is not a size; write it like \"25MB\" or a number of bytes", data)
 }
 
 // Duration is a time.Duration written as in Go: "30s", "2m", "1m30s".
@@ -736,6 +772,9 @@ func (cl *configLoader) validate(c *Config) {
 		cl.errorf(k("smarthost", "timeout"), "[smarthost] timeout must be more than 0s, not %v", sh.Timeout)
 	}
 
+	if c.MaxRecipients < 0 {
+		cl.errorf(k("max_recipients"), "max_recipients must be 0 (no limit) or more, not %d", c.MaxRecipients)
+	}
 	if c.Queue.Dir != "" && !filepath.IsAbs(c.Queue.Dir) {
 		cl.errorf(k("queue", "dir"), "[queue] dir %q must be an absolute path (or \"\" to deliver without a spool)", c.Queue.Dir)
 	}

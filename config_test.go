@@ -90,6 +90,8 @@ func TestLoadConfig(t *testing.T) {
 			toml: `hostname = "app01.example.com"
 domain = "example.com"
 from = "noreply@example.com"
+max_message_size = "25MB"
+max_recipients = 50
 
 [smarthost]
 host = "smtp.gmail.com"
@@ -117,6 +119,7 @@ root = "ops@example.net"
 `,
 			want: func(path string) *Config {
 				return &Config{Path: path, Hostname: "app01.example.com", Domain: "example.com", From: "noreply@example.com",
+					MaxMessageSize: 25 << 20, MaxRecipients: 50,
 					Smarthost: Smarthost{Host: "smtp.gmail.com", Port: 465, TLS: TLSImplicit, TLSServerName: "smtp.gmail.com",
 						CAFile: "/etc/ssl/extra.pem", Username: "me@example.com",
 						PasswordCommand: []string{"oauth2-token", "--account", "me"}, Auth: AuthXOAUTH2,

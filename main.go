@@ -394,6 +394,7 @@ func (p *process) accept(cfg *Config, inv Invocation, w io.Writer) (accepted, er
 		Hostname:          cfg.Hostname,
 		From:              p.fromHeader(cfg, inv, a.from),
 		Now:               p.now,
+		MaxBytes:          int64(cfg.MaxMessageSize),
 	})
 	if err != nil {
 		return a, err
@@ -405,6 +406,13 @@ func (p *process) accept(cfg *Config, inv Invocation, w io.Writer) (accepted, er
 	}
 	if len(rs.Addrs()) == 0 {
 		return a, sysexits.Errorf(sysexits.Usage, "no recipients: none on the command line and none in To, Cc or Bcc")
+	}
+	if n := len(rs.Addrs()); cfg.MaxRecipients > 0 && n > cfg.MaxRecipients {
+		code := sysexits.Usage
+		if len(a.intake.Recipients) > 0 {
+			code = sysexits.DataErr
+		}
+		return a, sysexits.Errorf(code, "%d recipients (after aliases), more than max_recipients = %d in %s", n, cfg.MaxRecipients, cfg.Path)
 	}
 	a.rcpts = rs.Addrs()
 	return a, nil
@@ -501,7 +509,9 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 	log := p.logger(inv)
 	defer log.Close()
 	opts := smtpd.Options{
-		Hostname: cfg.Hostname,
+		Hostname:        cfg.Hostname,
+		MaxMessageBytes: int64(cfg.MaxMessageSize),
+		MaxRecipients:   cfg.MaxRecipients,
 		Sender: func(addr string) (string, error) {
 			i := inv
 			i.Sender, i.SenderSet = addr, true

@@ -33,6 +33,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base32"
+	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -62,6 +64,7 @@ type Options struct {
 	IgnoreDots        bool             // -i / -oi: a line holding a single "." does not end the message
 	ExtractRecipients bool             // -t: take recipients from the header
 	MaxHeaderBytes    int              // bound on the header block, line endings counted as CRLF; 0 or less means DefaultMaxHeaderBytes
+	MaxBytes          int64            // bound on the whole message as written; 0 means none
 	Hostname          string           // right side of a generated Message-ID; "" means "localhost"
 	From              string           // complete From header value to add when the message has none ("" = don't add)
 	Now               func() time.Time // for Date and the Message-ID; nil = time.Now
@@ -108,7 +111,7 @@ func Copy(w io.Writer, r io.Reader, opts Options) (Result, error) {
 	}
 	c := &copier{opts: opts, br: bufio.NewReaderSize(r, bufSize)}
 	c.bw = bufio.NewWriterSize(&c.cw, bufSize)
-	c.cw.w = w
+	c.cw.w, c.cw.max = w, opts.MaxBytes
 
 	for _, prefix := range []string{"From ", ">From "} {
 		mbox, err := c.startsWith(prefix)
@@ -148,7 +151,19 @@ func readErr(err error) error {
 }
 
 func writeErr(err error) error {
+	var tl *TooLargeError
+	if errors.As(err, &tl) {
+		return sysexits.Wrap(sysexits.DataErr, err)
+	}
 	return sysexits.Errorf(sysexits.TempFail, "write message: %w", err)
+}
+
+// TooLargeError is a message over Options.MaxBytes. Nothing past the limit
+// was written.
+type TooLargeError struct{ Max int64 }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("message is larger than the limit of %d bytes (max_message_size)", e.Max)
 }
 
 type copier struct {
@@ -160,11 +175,15 @@ type copier struct {
 }
 
 type countWriter struct {
-	w io.Writer
-	n int64
+	w   io.Writer
+	n   int64
+	max int64 // 0: no limit
 }
 
 func (cw *countWriter) Write(p []byte) (int, error) {
+	if cw.max > 0 && cw.n+int64(len(p)) > cw.max {
+		return 0, &TooLargeError{Max: cw.max}
+	}
 	n, err := cw.w.Write(p)
 	cw.n += int64(n)
 	return n, err

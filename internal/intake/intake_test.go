@@ -802,3 +802,22 @@ func FuzzIntake(f *testing.F) {
 		}
 	})
 }
+
+// TestMaxBytes: a message over MaxBytes fails with DataErr and the limit
+// in the message, having written no byte past it; one at the limit passes.
+func TestMaxBytes(t *testing.T) {
+	msg := "Subject: x\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@x>\r\nFrom: a@x\r\n\r\n" + strings.Repeat("y", 200) + "\r\n"
+	var out bytes.Buffer
+	if _, err := Copy(&out, strings.NewReader(msg), Options{MaxBytes: int64(len(msg))}); err != nil || out.String() != msg {
+		t.Fatalf("at the limit: %v, wrote %d of %d bytes", err, out.Len(), len(msg))
+	}
+	out.Reset()
+	_, err := Copy(&out, strings.NewReader(msg), Options{MaxBytes: int64(len(msg)) - 1})
+	var tl *TooLargeError
+	if sysexits.CodeOf(err) != sysexits.DataErr || !errors.As(err, &tl) || !strings.Contains(err.Error(), fmt.Sprintf("larger than the limit of %d bytes", len(msg)-1)) {
+		t.Fatalf("over the limit: %v (code %d)", err, sysexits.CodeOf(err))
+	}
+	if out.Len() >= len(msg) {
+		t.Errorf("wrote %d bytes past a limit of %d", out.Len(), len(msg)-1)
+	}
+}
