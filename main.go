@@ -369,6 +369,7 @@ func smarthostAddr(cfg *Config) string {
 type accepted struct {
 	from   string
 	rcpts  []string
+	notify map[string][]string // DSN NOTIFY of recipients that have their own (-bs)
 	intake intake.Result
 }
 
@@ -530,9 +531,10 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 		Commit: func(e smtpd.Envelope, data io.Reader) (string, error) {
 			i := inv
 			i.Body, i.DSNReturn, i.EnvID, i.DSNNotify = e.Body, e.Return, e.EnvID, nil
-			a := accepted{from: e.From}
+			a := accepted{from: e.From, notify: map[string][]string{}}
 			for _, r := range e.Rcpts {
 				a.rcpts = append(a.rcpts, r.Addr)
+				a.notify[r.Addr] = r.Notify
 			}
 			copyIn := func(w io.Writer) (err error) {
 				a.intake, err = intake.Copy(w, data, intake.Options{
@@ -544,9 +546,6 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 				return err
 			}
 			if direct {
-				// One NOTIFY for the whole envelope, as for a queued
-				// message sent to several recipients.
-				i.DSNNotify = e.Rcpts[0].Notify
 				return p.relaySMTP(cfg, i, log, func(w io.Writer) (accepted, error) { return a, copyIn(w) })
 			}
 			env, err := p.spoolMessage(cfg, sp, func(w io.Writer) (*spool.Envelope, error) {
@@ -828,9 +827,15 @@ func (p *process) relaySMTP(cfg *Config, inv Invocation, log *maillog.Logger, fi
 	n := len(o.results)
 	switch {
 	case firstTemp != nil:
+		// A recipient without a reply (the connection broke) may have got
+		// the message: "not confirmed", not "not delivered".
+		refused := ""
+		if perm > 0 {
+			refused = fmt.Sprintf(" (%d of them refused)", perm)
+		}
 		return "", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0}, Message: fmt.Sprintf(
-			"%d of %d recipients not delivered, %d delivered; %s deferred <%s>: %s; no spool ([queue] dir = \"\"), so the message was not kept",
-			n-sent, n, sent, o.relay, firstTemp.Rcpt, firstTemp.Reply())}
+			"%d of %d recipients not confirmed%s, %d delivered; %s deferred <%s>: %s; no spool ([queue] dir = \"\"), so the message was not kept",
+			n-sent, n, refused, sent, o.relay, firstTemp.Rcpt, firstTemp.Reply())}
 	case perm > 0:
 		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: fmt.Sprintf(
 			"%d of %d recipients refused, %d delivered; %s refused <%s>: %s", perm, n, sent, o.relay, firstPerm.Rcpt, firstPerm.Reply())}
@@ -872,7 +877,7 @@ func (p *process) relayNow(cfg *Config, inv Invocation, log *maillog.Logger, fil
 	a := o.a
 	env := envelope{
 		From: a.from, Rcpts: a.rcpts, Body: inv.Body, EightBit: a.intake.EightBit, Size: a.intake.Size,
-		Notify: inv.DSNNotify, Return: inv.DSNReturn, EnvID: inv.EnvID,
+		Notify: inv.DSNNotify, RcptNotify: a.notify, Return: inv.DSNReturn, EnvID: inv.EnvID,
 	}
 	opts, err := p.relayOptions(cfg, inv)
 	if err != nil {
@@ -1045,9 +1050,10 @@ func relayEnvelope(env *spool.Envelope, rcpts []string) envelope {
 		From: env.From, Rcpts: rcpts, Body: env.Body, EightBit: env.EightBit, Size: env.Size,
 		Return: env.Return, EnvID: env.EnvID,
 	}
+	e.RcptNotify = map[string][]string{}
 	for _, rc := range env.Recipients {
-		if len(rcpts) > 0 && rc.Addr == rcpts[0] {
-			e.Notify = rc.Notify
+		if slices.Contains(rcpts, rc.Addr) {
+			e.RcptNotify[rc.Addr] = rc.Notify
 		}
 	}
 	return e

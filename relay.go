@@ -85,8 +85,19 @@ type envelope struct {
 	EightBit bool     // the content has bytes >= 0x80
 	Size     int64
 	Notify   []string // DSN NOTIFY values (-N)
-	Return   string   // DSN RET (-R)
-	EnvID    string   // DSN ENVID (-V)
+	// RcptNotify holds the NOTIFY of recipients that have their own (a
+	// queued message, -bs), over Notify.
+	RcptNotify map[string][]string
+	Return     string // DSN RET (-R)
+	EnvID      string // DSN ENVID (-V)
+}
+
+// notify returns the DSN NOTIFY values for rcpt.
+func (e envelope) notify(rcpt string) []string {
+	if n, ok := e.RcptNotify[rcpt]; ok {
+		return n
+	}
+	return e.Notify
 }
 
 // result is the fate of one recipient in one session. Code 0 means no reply
@@ -323,15 +334,15 @@ func (s *session) sendOnce(env envelope, msg io.Reader) ([]result, error) {
 		return fail(rerr)
 	}
 
-	var rcptOpts *smtp.RcptOptions
-	if len(env.Notify) > 0 {
-		rcptOpts = &smtp.RcptOptions{}
-		for _, n := range env.Notify {
-			rcptOpts.Notify = append(rcptOpts.Notify, smtp.DSNNotify(n))
-		}
-	}
 	var accepted []int
 	for i, rcpt := range env.Rcpts {
+		var rcptOpts *smtp.RcptOptions
+		if notify := env.notify(rcpt); len(notify) > 0 {
+			rcptOpts = &smtp.RcptOptions{}
+			for _, n := range notify {
+				rcptOpts.Notify = append(rcptOpts.Notify, smtp.DSNNotify(n))
+			}
+		}
 		err := c.Rcpt(rcpt, rcptOpts)
 		if err == nil {
 			results[i].Code = 250
@@ -939,7 +950,7 @@ func (s *session) writeTx(bw *bufio.Writer, env envelope, mo *smtp.MailOptions, 
 	}
 	fmt.Fprintf(bw, "MAIL FROM:<%s>%s\r\n", env.From, s.mailParams(mo))
 	for _, rcpt := range env.Rcpts {
-		fmt.Fprintf(bw, "RCPT TO:<%s>%s\r\n", rcpt, s.rcptParams(env.Notify))
+		fmt.Fprintf(bw, "RCPT TO:<%s>%s\r\n", rcpt, s.rcptParams(env.notify(rcpt)))
 	}
 	if !chunking {
 		bw.WriteString("DATA\r\n")

@@ -2,6 +2,8 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"regexp"
 	"strings"
 )
@@ -13,33 +15,33 @@ import (
 // it through aliases and qualification, as a command-line recipient. go-smtp
 // insists on local@domain. So the conn rewrites, in the command lines it
 // hands to go-smtp, an address of MAIL FROM or RCPT TO that is a bare name
-// into name@bareDomain (.invalid is reserved by RFC 2606: no real address
-// has it); the session takes the domain off again before a callback sees
-// the address, and the conn takes it out of the replies.
+// into name@<marker>, where the marker is a domain made for the session
+// (random, under .invalid, which RFC 2606 reserves), so that no client can
+// write it; the session takes it off again before a callback sees the
+// address, and the conn takes it out of the replies.
 //
 // Only command lines are rewritten, never message data, so the filter
 // follows the session as go-smtp sees it. After a DATA line it hands go-smtp
-// nothing more until go-smtp has answered (go-smtp answers each command
-// before it reads again); after 354 it passes the data through unchanged,
-// up to the end of data as go-smtp's data reader finds it (dataEnd has the
-// same states). After a BDAT line, whose chunk is binary and whose fate the
-// filter would have to guess, and after a command line too long for go-smtp,
-// it rewrites nothing more in the session: a client that uses CHUNKING
-// sends full addresses.
+// nothing more until go-smtp has dealt with it: go-smtp either refuses the
+// DATA or calls the session's Data, which tells the conn (dataStarted),
+// before it reads again. After Data, the filter passes the data through
+// unchanged, up to the end of data as go-smtp's data reader finds it
+// (dataEnd has the same states). After a BDAT line, whose chunk is binary
+// and whose fate the filter would have to guess, after a command line too
+// long for go-smtp, and after a read that timed out or failed (go-smtp may
+// then give up a DATA half read), it rewrites nothing more in the session:
+// a client that uses CHUNKING sends full addresses.
 
-// bareDomain marks a bare name on its way through go-smtp.
-const bareDomain = "bare.relaymail.invalid"
-
-var bareSuffix = []byte("@" + bareDomain)
+// newMarker returns "@bare-<16 hex digits>.invalid".
+func newMarker() []byte {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return []byte("@bare-" + hex.EncodeToString(b[:]) + ".invalid")
+}
 
 // bareCommand matches MAIL FROM or RCPT TO whose address is a bare name:
 // no @, nothing quoted, no route; group 2 ends where the domain goes.
 var bareCommand = regexp.MustCompile(`(?i)^((?:MAIL FROM|RCPT TO):[ \t]*<)([^\x00-\x20<>@"\\()\[\],;:\x7f]+)>`)
-
-// unbare returns the address a client sent, without bareDomain.
-func unbare(addr string) string {
-	return strings.TrimSuffix(addr, string(bareSuffix))
-}
 
 type filterMode int
 
@@ -63,11 +65,23 @@ const (
 // bareFilter is the rewriting of bare names in the input; see above.
 type bareFilter struct {
 	mode    filterMode
-	maxLine int    // a longer command line turns the filter off
+	marker  []byte // "@" and the session's domain for bare names
+	maxLine int    // go-smtp's line limit; the filter keeps well within it
 	line    []byte // a command line not yet complete
 	held    []byte // input after a DATA line, while modeDataWait
 	state   int    // the data reader's state, in modeData
 }
+
+// unbare returns the address a client sent: without the marker when the
+// filter added it.
+func (f *bareFilter) unbare(addr string) string {
+	return strings.TrimSuffix(addr, string(f.marker))
+}
+
+// tooLong reports a command line that go-smtp may refuse: the filter
+// leaves it, and the rest of the session, alone. go-smtp counts the first
+// line one byte short, so the filter allows one more than the limit.
+func (f *bareFilter) tooLong(n int) bool { return n > f.maxLine+1 }
 
 // feed takes input and returns what go-smtp may read now; the rest waits
 // in the filter. The result never aliases in.
@@ -91,7 +105,7 @@ func (f *bareFilter) feed(in []byte) []byte {
 			i := bytes.IndexByte(in, '\n')
 			if i < 0 {
 				f.line = append(f.line, in...)
-				if len(f.line) > f.maxLine {
+				if f.tooLong(len(f.line)) {
 					// go-smtp ends the session on such a line.
 					out = append(out, f.line...)
 					f.line, f.mode = nil, modeOff
@@ -100,12 +114,12 @@ func (f *bareFilter) feed(in []byte) []byte {
 			}
 			line := append(f.line, in[:i+1]...)
 			f.line, in = nil, in[i+1:]
-			if len(line) > f.maxLine {
+			if f.tooLong(len(line)) {
 				f.mode = modeOff
 				out = append(out, line...)
 				continue
 			}
-			out = append(out, rewriteBare(line)...)
+			out = append(out, f.rewrite(line)...)
 			verb, _, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
 			switch strings.ToUpper(verb) {
 			case "DATA":
@@ -120,10 +134,10 @@ func (f *bareFilter) feed(in []byte) []byte {
 	return out
 }
 
-// answered tells the filter, in modeDataWait, go-smtp's reply to DATA, and
-// returns what go-smtp may read now.
-func (f *bareFilter) answered(code int) []byte {
-	if code == 354 {
+// answered tells the filter, in modeDataWait, whether go-smtp took the
+// DATA (and so reads the data now), and returns what go-smtp may read.
+func (f *bareFilter) answered(data bool) []byte {
+	if data {
 		f.mode, f.state = modeData, dataBeginLine
 	} else {
 		f.mode = modeCommand
@@ -137,7 +151,15 @@ func (f *bareFilter) answered(code int) []byte {
 func (f *bareFilter) flush() []byte {
 	line := f.line
 	f.line = nil
+	if f.mode == modeCommand {
+		return f.rewrite(line)
+	}
 	return line
+}
+
+// off stops the rewriting for the rest of the session.
+func (f *bareFilter) off() {
+	f.mode = modeOff
 }
 
 // dataEnd runs go-smtp's data reader's states over in and returns how many
@@ -186,34 +208,16 @@ func (f *bareFilter) dataEnd(in []byte) (int, bool) {
 	return len(in), false
 }
 
-// rewriteBare adds bareDomain to the address of a MAIL FROM or RCPT TO line
-// that is a bare name, and returns any other line as it is.
-func rewriteBare(line []byte) []byte {
+// rewrite adds the marker to the address of a MAIL FROM or RCPT TO line
+// that is a bare name, unless that would make the line too long for
+// go-smtp, and returns any other line as it is.
+func (f *bareFilter) rewrite(line []byte) []byte {
 	m := bareCommand.FindSubmatchIndex(line)
-	if m == nil {
+	if m == nil || len(line)+len(f.marker) > f.maxLine-1 {
 		return line
 	}
-	out := make([]byte, 0, len(line)+len(bareSuffix))
+	out := make([]byte, 0, len(line)+len(f.marker))
 	out = append(out, line[:m[5]]...)
-	out = append(out, bareSuffix...)
+	out = append(out, f.marker...)
 	return append(out, line[m[5]:]...)
-}
-
-// replyCode returns the code of the last reply line in p, or 0.
-func replyCode(p []byte) int {
-	p = bytes.TrimRight(p, "\r\n")
-	if i := bytes.LastIndexByte(p, '\n'); i >= 0 {
-		p = p[i+1:]
-	}
-	if len(p) < 3 {
-		return 0
-	}
-	code := 0
-	for _, c := range p[:3] {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		code = code*10 + int(c-'0')
-	}
-	return code
 }

@@ -41,7 +41,9 @@ type conn struct {
 	ended    atomic.Bool  // the input returned io.EOF or failed
 	timedOut atomic.Bool
 	failure  atomic.Value // error: the first read error other than io.EOF
-	lastCode atomic.Int32 // the code of the last reply written
+	// dataStarted is set by the session's Data, which go-smtp calls when
+	// it takes a DATA, before it reads the data (see bare.go).
+	dataStarted atomic.Bool
 }
 
 type readResult struct {
@@ -56,7 +58,7 @@ func newConn(in io.Reader, out io.Writer, maxLine int) *conn {
 	c := &conn{
 		in:      in,
 		out:     out,
-		filter:  &bareFilter{maxLine: maxLine},
+		filter:  &bareFilter{maxLine: maxLine, marker: newMarker()},
 		want:    make(chan struct{}, 1),
 		results: make(chan readResult, 1),
 		closed:  make(chan struct{}),
@@ -89,14 +91,20 @@ func (c *conn) reader() {
 // after the idle time without input, and net.ErrClosed after Close.
 func (c *conn) Read(p []byte) (int, error) {
 	for {
+		if c.isClosed() {
+			// After QUIT or a fatal reply, nothing more is read, even
+			// what the filter holds.
+			return 0, net.ErrClosed
+		}
 		if len(c.cooked) > 0 {
 			n := copy(p, c.cooked)
 			c.cooked = c.cooked[n:]
 			return n, nil
 		}
 		if c.filter.mode == modeDataWait {
-			// go-smtp reads again only once it has answered DATA.
-			c.cooked = c.filter.answered(int(c.lastCode.Load()))
+			// go-smtp reads again only once it has refused the DATA or
+			// called the session's Data.
+			c.cooked = c.filter.answered(c.dataStarted.Swap(false))
 			continue
 		}
 		if c.raw == nil {
@@ -104,6 +112,11 @@ func (c *conn) Read(p []byte) (int, error) {
 		}
 		n, err := c.readRaw(c.raw)
 		c.cooked = c.filter.feed(c.raw[:n])
+		if err != nil && c.rerr == nil {
+			// A timeout, or Close: go-smtp may abandon a DATA half read,
+			// and the filter could no longer tell data from commands.
+			c.filter.off()
+		}
 		if err != nil {
 			if c.rerr != nil {
 				// The input has ended: what the filter still holds is
@@ -168,20 +181,17 @@ func (c *conn) readRaw(p []byte) (int, error) {
 	}
 }
 
-// Write implements net.Conn. It notes the code of the last reply for the
-// filter and takes bareDomain out of the replies.
+// Write implements net.Conn. It takes the filter's marker out of the
+// replies.
 func (c *conn) Write(p []byte) (int, error) {
 	select {
 	case <-c.closed:
 		return 0, net.ErrClosed
 	default:
 	}
-	if code := replyCode(p); code != 0 {
-		c.lastCode.Store(int32(code))
-	}
 	q := p
-	if bytes.Contains(p, bareSuffix) {
-		q = bytes.ReplaceAll(p, bareSuffix, nil)
+	if bytes.Contains(p, c.filter.marker) {
+		q = bytes.ReplaceAll(p, c.filter.marker, nil)
 	}
 	if _, err := c.out.Write(q); err != nil {
 		return 0, err

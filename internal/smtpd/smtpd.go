@@ -319,7 +319,10 @@ func (se *session) Logout() error {
 
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	se.waitBDAT()
-	from = unbare(from)
+	if se.s.conn.isClosed() {
+		return errSessionOver // see Data
+	}
+	from = se.s.conn.filter.unbare(from)
 	if err := checkAddr(from, opts.UTF8, "sender", smtp.EnhancedCode{5, 1, 7}); err != nil {
 		return err
 	}
@@ -344,7 +347,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	to = unbare(to)
+	to = se.s.conn.filter.unbare(to)
 	se.mu.Lock()
 	utf8 := se.env.SMTPUTF8
 	se.mu.Unlock()
@@ -378,6 +381,13 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 // Data commits the message. It returns the 250 reply with the id as an
 // *smtp.SMTPError, the only way go-smtp lets the text of that reply be set.
 func (se *session) Data(r io.Reader) error {
+	se.s.conn.dataStarted.Store(true)
+	if se.s.conn.isClosed() {
+		// go-smtp still runs commands it had buffered after a QUIT (or
+		// a fatal reply): the client has seen the end of the session and
+		// expects nothing more to happen.
+		return errSessionOver
+	}
 	// go-smtp may start the goroutine of a BDAT transaction just before
 	// the input ends; once Serve is done waiting, such a Data commits
 	// nothing.

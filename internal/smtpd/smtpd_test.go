@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -589,7 +590,7 @@ func TestBareNames(t *testing.T) {
 	// The data holds command lines with bare names, a "." line after a
 	// bare LF and after CR CR LF (neither ends the data for go-smtp), and
 	// the bare domain itself.
-	data := "Subject: x\r\n\r\nRCPT TO:<root>\r\nnot the end\n.\r\nMAIL FROM:<daemon>\r\nx\r\r\n.\r\nRCPT TO:<a@" + bareDomain + ">\r\n..stuffed\r\n"
+	data := "Subject: x\r\n\r\nRCPT TO:<root>\r\nnot the end\n.\r\nMAIL FROM:<daemon>\r\nx\r\r\n.\r\nRCPT TO:<a@bare-0.invalid>\r\n..stuffed\r\n"
 	tests := []struct {
 		name  string
 		parts []string // the client's writes
@@ -622,5 +623,95 @@ func TestBareNames(t *testing.T) {
 				t.Errorf("data = %q, want %q", st.committed[0].Data, want)
 			}
 		})
+	}
+}
+
+// failWriter is a client that does not read its replies: every write
+// fails, as a write to a pipe whose reader is gone does.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+// TestBareNamesRepliesLost: go-smtp's replies never reach the client (it
+// stopped reading), yet the data is stored byte for byte: the filter
+// learns that data follows from the session, not from the replies.
+func TestBareNamesRepliesLost(t *testing.T) {
+	st := &store{}
+	data := "Subject: unread\r\n\r\nRCPT TO:<root>\r\nMAIL FROM:<daemon>\r\n"
+	ids, _ := Serve(strings.NewReader("EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"+data+".\r\nQUIT\r\n"), failWriter{}, st.options())
+	if len(ids) != 1 || len(st.committed) != 1 {
+		t.Fatalf("committed %d messages, want 1", len(st.committed))
+	}
+	if got := st.committed[0].Data; got != data {
+		t.Errorf("data = %q, want %q", got, data)
+	}
+}
+
+// TestAfterQuit: commands the client pipelined after QUIT are not acted
+// on: the client has seen 221, nothing is committed.
+func TestAfterQuit(t *testing.T) {
+	st := &store{}
+	replies, ids, err := serveScript(t, st.options(),
+		"EHLO c\r\nQUIT\r\nEHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<x@example.net>\r\nDATA\r\nSubject: t\r\n\r\nRCPT TO:<root>\r\n.\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReplies(t, replies, "220 ", "250 ", "221 ")
+	if len(ids) != 0 || len(st.committed) != 0 {
+		t.Errorf("committed %v after QUIT", st.committed)
+	}
+}
+
+// TestTimeoutThenBDAT: after an idle timeout in the middle of a DATA,
+// go-smtp gives the data up; the filter stops rewriting, so a BDAT chunk
+// sent next arrives as it was, however much it looks like commands.
+func TestTimeoutThenBDAT(t *testing.T) {
+	st := &store{}
+	opts := st.options()
+	opts.Timeout = 200 * time.Millisecond
+	pr, pw := io.Pipe()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		Serve(pr, &out, opts)
+		pr.Close()
+		close(done)
+	}()
+	io.WriteString(pw, "EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<x@example.net>\r\nDATA\r\nSubject: x\r\n")
+	time.Sleep(3 * opts.Timeout) // the Commit's read, then go-smtp's drain, time out
+	chunk := "a\r\n.\r\nRCPT TO:<root>\r\nb\r\n"
+	io.WriteString(pw, fmt.Sprintf("MAIL FROM:<a@example.com>\r\nRCPT TO:<x@example.net>\r\nBDAT %d LAST\r\n%s", len(chunk), chunk))
+	pw.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	for _, c := range st.committed {
+		if c.Data != chunk {
+			t.Errorf("committed %q, want the chunk as sent, %q", c.Data, chunk)
+		}
+	}
+}
+
+// TestBareNameLimits: a bare-name line that the marker would push over the
+// line limit goes to go-smtp as it is (and gets its 501), the commands
+// before it are answered; an address a client writes under a .invalid
+// domain of its own reaches the callback untouched.
+func TestBareNameLimits(t *testing.T) {
+	st := &store{}
+	opts := st.options()
+	var saw []string
+	rcpt := opts.Recipient
+	opts.Recipient = func(a string) ([]string, error) { saw = append(saw, a); return rcpt(a) }
+	long := "RCPT TO:<" + strings.Repeat("r", DefaultMaxLineLength-20) + ">\r\n"
+	replies, _, err := serveScript(t, opts, "EHLO c\r\nMAIL FROM:<a@example.com>\r\n"+long+
+		"RCPT TO:<victim@bare-0123456789abcdef.invalid>\r\nQUIT\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReplies(t, replies, "220 ", "250 ", "250 ", "501 5.5.2", "250 ", "221 ")
+	if want := []string{"victim@bare-0123456789abcdef.invalid"}; !reflect.DeepEqual(saw, want) {
+		t.Errorf("Recipient saw %q, want %q", saw, want)
 	}
 }

@@ -9,9 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"relaymail/internal/smarthost"
 )
@@ -423,7 +426,7 @@ func TestSMTPWithoutSpool(t *testing.T) {
 	wantReplies(t, o.stdout, "220 ", "250 ",
 		"250 ", "250 ", "250 ", "354 ", "250 2.0.0 Ok: sent as 1@app",
 		"250 ", "250 ", "250 ", "354 ", "550 5.1.1 1 of 2 recipients refused, 1 delivered; 127.0.0.1:",
-		"250 ", "250 ", "354 ", "451 4.4.0 1 of 1 recipients not delivered, 0 delivered; 127.0.0.1:",
+		"250 ", "250 ", "354 ", "451 4.4.0 1 of 1 recipients not confirmed, 0 delivered; 127.0.0.1:",
 		"221 ")
 	for _, want := range []string{"refused <nobody@example.net>: 550 5.1.1 user unknown", "deferred <later@example.net>: 451 4.2.0 greylisted"} {
 		if !strings.Contains(o.stdout, want) {
@@ -441,5 +444,32 @@ func TestSMTPWithoutSpool(t *testing.T) {
 		if want := strings.ReplaceAll(msg(i+1), "..dot", ".dot"); string(m.Data) != want {
 			t.Errorf("message %d arrived as\n%q\nwant\n%q", i+1, m.Data, want)
 		}
+	}
+}
+
+// TestSMTPNotifyPerRecipient: each RCPT's DSN NOTIFY reaches the relay
+// with its own recipient, queued or relayed at once without a spool.
+func TestSMTPNotifyPerRecipient(t *testing.T) {
+	for _, spool := range []bool{true, false} {
+		t.Run(fmt.Sprintf("spool=%v", spool), func(t *testing.T) {
+			s := newSetup(t, smarthost.Options{DSN: true}, "", "")
+			if !spool {
+				b, _ := os.ReadFile(s.conf)
+				os.WriteFile(s.conf, regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAll(b, []byte(`dir = ""`)), 0o600)
+			}
+			script := "EHLO c\r\nMAIL FROM:<app@example.com>\r\n" +
+				"RCPT TO:<a@example.net> NOTIFY=NEVER\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net> NOTIFY=SUCCESS,FAILURE\r\n" +
+				"DATA\r\nSubject: n\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+			o := runBinary(t, strings.NewReader(script), "-C", s.conf, "-bs")
+			wantCode(t, o, 0, "")
+			m := s.delivered(1)[0]
+			wantEnvelope(t, m, "app@example.com", "a@example.net", "b@example.net", "c@example.net")
+			want := [][]smtp.DSNNotify{{smtp.DSNNotifyNever}, nil, {smtp.DSNNotifySuccess, smtp.DSNNotifyFailure}}
+			for i, w := range want {
+				if got := m.RcptOpts[i].Notify; !slices.Equal(got, w) {
+					t.Errorf("%s: NOTIFY %v, want %v", m.Rcpts[i], got, w)
+				}
+			}
+		})
 	}
 }
