@@ -2,8 +2,11 @@ package aliases
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"relaymail/internal/address"
 )
 
 func split(s string) ([]string, error) {
@@ -59,4 +62,48 @@ func TestExpand(t *testing.T) {
 	if _, err := New(map[string]string{"x": " , "}, split); err == nil {
 		t.Errorf("New with an empty target succeeded")
 	}
+}
+
+// FuzzExpand: any table the config can hold expands without a panic or an
+// endless loop, to each target once, none of them a name that expands
+// further (a name that lists itself keeps its copy), or fails with an error
+// naming the loop or the depth.
+func FuzzExpand(f *testing.F) {
+	f.Add("root", "admin", "admin", "ops@example.net, root", "root")
+	f.Add("a", "b", "b", "a", "a")
+	f.Add("root", "root, ops@x", "ops", "\"Doe, J\" <j@x>, root", "ROOT")
+	f.Add("x", "y, y, Y", "y", "z@x", "x")
+	f.Fuzz(func(t *testing.T, n1, v1, n2, v2, query string) {
+		tab, err := New(map[string]string{n1: v1, n2: v2}, address.ParseList)
+		if err != nil {
+			return
+		}
+		out, err := tab.Expand(query)
+		if err != nil {
+			if !strings.Contains(err.Error(), "loop") && !strings.Contains(err.Error(), "deeper") {
+				t.Fatalf("Expand(%q) in %q: unexpected error %v", query, tab, err)
+			}
+			return
+		}
+		if _, ok := tab[strings.ToLower(query)]; !ok {
+			if out != nil {
+				t.Fatalf("Expand(%q) of a name without an alias = %q, want nil", query, out)
+			}
+			return
+		}
+		if len(out) == 0 {
+			t.Fatalf("Expand(%q) in %q = nothing", query, tab)
+		}
+		seen := map[string]bool{}
+		for _, o := range out {
+			k := strings.ToLower(o)
+			if seen[k] {
+				t.Fatalf("Expand(%q) in %q = %q: %q twice", query, tab, out, o)
+			}
+			seen[k] = true
+			if targets, ok := tab[k]; ok && !slices.ContainsFunc(targets, func(s string) bool { return strings.EqualFold(s, o) }) {
+				t.Fatalf("Expand(%q) in %q = %q: %q expands further", query, tab, out, o)
+			}
+		}
+	})
 }

@@ -1,11 +1,13 @@
 package intake
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"net/textproto"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -782,6 +784,31 @@ func FuzzIntake(f *testing.F) {
 		}
 		if res.MessageID == "" && !bytes.Contains(bytes.ToLower(header), []byte("message-id")) {
 			t.Fatalf("Copy(%q).MessageID empty and no Message-ID field written", in)
+		}
+
+		// On the wire, dot-stuffed by a DATA writer (go-smtp's client uses
+		// net/textproto's), no line is a lone dot before the end and no
+		// SMTP smuggling sequence forms; a DATA reader gives the message
+		// back (net/textproto's turns CRLF into LF).
+		var wire bytes.Buffer
+		bw := bufio.NewWriter(&wire)
+		dw := textproto.NewWriter(bw).DotWriter()
+		dw.Write(out)
+		dw.Close()
+		bw.Flush()
+		w := wire.Bytes()
+		body := w[:len(w)-len(".\r\n")]
+		if bytes.Contains(append([]byte("\r\n"), body...), []byte("\r\n.\r\n")) {
+			t.Fatalf("Copy(%q) on the wire %q: a lone dot line before the end", in, w)
+		}
+		for _, seq := range []string{"\n.\n", "\r.\r", "\n.\r\n"} {
+			if i := bytes.Index(w, []byte(seq)); i >= 0 && (seq != "\n.\r\n" || i+len(seq) != len(w)) {
+				t.Fatalf("Copy(%q) on the wire %q: smuggling sequence %q at %d", in, w, seq, i)
+			}
+		}
+		back, err := io.ReadAll(textproto.NewReader(bufio.NewReader(bytes.NewReader(w))).DotReader())
+		if err != nil || !bytes.Equal(back, bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n"))) {
+			t.Fatalf("Copy(%q): a DATA reader gives back %q (%v), want %q", in, back, err, out)
 		}
 
 		// A completed message goes through unchanged, unless its first line
