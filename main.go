@@ -566,7 +566,7 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 			if mode == DeliverQueue {
 				reply = "SMTP on stdin (-bs), delivery mode queue (-odq)"
 			}
-			log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: reply})
+			log.Log(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, To: a.rcpts, Status: "queued", Reply: reply})
 			return env.ID, nil
 		},
 	}
@@ -637,16 +637,16 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 	defer log.Close()
 	switch mode {
 	case DeliverQueue:
-		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "delivery mode queue (-odq)"})
+		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, To: a.rcpts, Status: "queued", Reply: "delivery mode queue (-odq)"})
 		return nil
 	case DeliverBackground:
 		if !queue.SlotFree(sp.Dir(), cfg.Smarthost.MaxConnections) {
 			// Every runner slot is held by a runner that will see this
 			// message before it lets go: no process to start.
-			log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "background delivery (-odb) by a running queue runner"})
+			log.Log(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, To: a.rcpts, Status: "queued", Reply: "background delivery (-odb) by a running queue runner"})
 			return nil
 		}
-		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, To: a.rcpts, Status: "queued", Reply: "background delivery (-odb)"})
+		log.Log(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, To: a.rcpts, Status: "queued", Reply: "background delivery (-odb)"})
 		if err := p.background(cfg, "--drain"); err != nil {
 			fmt.Fprintf(p.stderr, "%s: queued as %s; background delivery did not start (%v): the next queue run delivers it\n", p.name, env.ID, err)
 		}
@@ -885,7 +885,11 @@ func (p *process) relayNow(cfg *Config, inv Invocation, log *maillog.Logger, fil
 	}
 	o.relay = opts.Addr
 	o.results, o.err = relay(context.Background(), opts, env, bufio.NewReaderSize(f, 64<<10))
-	logResults(log, maillog.Entry{ID: a.intake.MessageID, UID: os.Getuid(), From: a.from, Relay: opts.Addr, Delay: p.now().Sub(start)}, o.results)
+	var name string
+	if u, err := p.currentUser(); err == nil {
+		name = u.Username
+	}
+	logResults(log, maillog.Entry{ID: a.intake.MessageID, UID: os.Getuid(), User: name, From: a.from, Relay: opts.Addr, Delay: p.now().Sub(start)}, o.results)
 	return o, nil
 }
 

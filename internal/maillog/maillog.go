@@ -24,6 +24,7 @@ import (
 type Entry struct {
 	ID     string
 	UID    int    // real uid of the submitting user; -1 when unknown
+	User   string // its login name, or ""
 	From   string // envelope sender, "" for the null sender
 	To     []string
 	Relay  string // host:port
@@ -78,6 +79,9 @@ func Format(e Entry) string {
 	}
 	if e.UID >= 0 {
 		fmt.Fprintf(&b, "uid=%d ", e.UID)
+	}
+	if e.User != "" {
+		fmt.Fprintf(&b, "user=%s ", clean(e.User))
 	}
 	fmt.Fprintf(&b, "from=<%s> to=", clean(e.From))
 	for i, to := range e.To {

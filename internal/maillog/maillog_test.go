@@ -16,9 +16,9 @@ func TestFormat(t *testing.T) {
 	}{
 		{
 			name: "sent to two",
-			e: Entry{ID: "01ABC", UID: 33, From: "www-data@example.com", To: []string{"a@x", "b@y"},
+			e: Entry{ID: "01ABC", UID: 33, User: "www-data", From: "www-data@example.com", To: []string{"a@x", "b@y"},
 				Relay: "smtp.example.com:587", Delay: 310 * time.Millisecond, Status: "sent", Reply: "250 2.0.0 Ok"},
-			want: "01ABC: uid=33 from=<www-data@example.com> to=<a@x>,<b@y> relay=smtp.example.com:587 delay=0.31 status=sent (250 2.0.0 Ok)",
+			want: "01ABC: uid=33 user=www-data from=<www-data@example.com> to=<a@x>,<b@y> relay=smtp.example.com:587 delay=0.31 status=sent (250 2.0.0 Ok)",
 		},
 		{
 			name: "null sender, no relay, reply with line break",

@@ -549,14 +549,14 @@ func (r *Runner) logResults(env *spool.Envelope, results []Result, delay, age ti
 		}
 		outcomes[i] = maillog.Outcome{Rcpt: res.Rcpt, Status: status, Reply: res.Reply}
 	}
-	r.o.Log.LogEach(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, Relay: r.o.Relay, Delay: age}, outcomes)
+	r.o.Log.LogEach(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, Relay: r.o.Relay, Delay: age}, outcomes)
 }
 
 func (r *Runner) logf(env *spool.Envelope, format string, args ...any) {
 	if r.o.Log == nil {
 		return
 	}
-	r.o.Log.Log(maillog.Entry{ID: env.ID, UID: env.UID, From: env.From, Status: "error", Reply: fmt.Sprintf(format, args...)})
+	r.o.Log.Log(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, Status: "error", Reply: fmt.Sprintf(format, args...)})
 }
 
 // notice logs what an operator must hear about even without syslog: a
