@@ -83,12 +83,21 @@ type process struct {
 }
 
 // run is the whole program; it returns the exit status.
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(string) string) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, env func(string) string) (code int) {
 	name := "sendmail"
 	if len(args) > 0 {
 		name = filepath.Base(args[0])
 		args = args[1:]
 	}
+	defer func() {
+		// A bug must not print a stack trace at a cron job or a web
+		// page: one line, and EX_SOFTWARE. A message already queued
+		// stays queued; one that was not, the caller now knows about.
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "%s: internal error: %s (please report it)\n", name, oneLine(fmt.Sprint(r)))
+			code = int(sysexits.Software)
+		}
+	}()
 	p := &process{name: name, stdin: stdin, stdout: stdout, stderr: stderr, env: env, priv: currentPrivileges(), now: time.Now}
 	err := p.main(args)
 	if err == nil {
