@@ -57,6 +57,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzWrite$$' -fuzztime $(FUZZTIME) ./internal/dsn
 	$(GO) test -run XXX -fuzz '^FuzzBareFilter$$' -fuzztime $(FUZZTIME) ./internal/smtpd
 	$(GO) test -run XXX -fuzz '^FuzzExpand$$' -fuzztime $(FUZZTIME) ./internal/aliases
+	$(GO) test -run XXX -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME) ./internal/aliases
 
 clean:
 	rm -f $(BIN)

@@ -60,6 +60,15 @@ type Config struct {
 	// MaxMessageSize refuses larger messages at submission; 0 leaves the
 	// limit to the relay (its SIZE), and -bs to 64 MiB.
 	MaxMessageSize ByteSize `toml:"max_message_size"`
+	// AliasesFile is a file in the /etc/aliases format (absolute path); the
+	// [aliases] table wins over it. "" reads none.
+	AliasesFile string `toml:"aliases_file"`
+	// LocalDomains are domains whose addresses count as local, as
+	// hostname and localhost do: they go through the aliases.
+	LocalDomains []string `toml:"local_domains"`
+	// DefaultRecipient gets the mail of local names no alias takes, instead
+	// of name@domain.
+	DefaultRecipient string `toml:"default_recipient"`
 	// MaxRecipients refuses a message with more envelope recipients, after
 	// aliases; 0 is no limit (and 1000 per -bs transaction).
 	MaxRecipients int               `toml:"max_recipients"`
@@ -772,6 +781,22 @@ func (cl *configLoader) validate(c *Config) {
 		cl.errorf(k("smarthost", "timeout"), "[smarthost] timeout must be more than 0s, not %v", sh.Timeout)
 	}
 
+	if c.AliasesFile != "" && !filepath.IsAbs(c.AliasesFile) {
+		cl.errorf(k("aliases_file"), "aliases_file %q must be an absolute path", c.AliasesFile)
+	}
+	for i, d := range c.LocalDomains {
+		if reason := badHostname(d); reason != "" || d == "" {
+			cl.errorf(k("local_domains"), "local_domains: %q %s", d, cmp.Or(reason, "is empty"))
+		}
+		c.LocalDomains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+	if c.DefaultRecipient != "" {
+		if err := address.Check(c.DefaultRecipient); err != nil {
+			cl.errorf(k("default_recipient"), "default_recipient: %v", err)
+		} else if address.IsLocal(c.DefaultRecipient) {
+			cl.errorf(k("default_recipient"), "default_recipient %q must be a full address, such as %q", c.DefaultRecipient, c.DefaultRecipient+"@example.com")
+		}
+	}
 	if c.MaxRecipients < 0 {
 		cl.errorf(k("max_recipients"), "max_recipients must be 0 (no limit) or more, not %d", c.MaxRecipients)
 	}

@@ -163,7 +163,11 @@ func (p *process) main(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(p.stdout, "%s: %d aliases in %s\n", p.name, len(table), cfg.Path)
+		where := cfg.Path
+		if cfg.AliasesFile != "" {
+			where += " and " + cfg.AliasesFile
+		}
+		fmt.Fprintf(p.stdout, "%s: %d aliases in %s\n", p.name, len(table), where)
 		return nil
 	case ModeVerify:
 		return p.verify(cfg, inv)
@@ -266,6 +270,20 @@ func aliasTable(cfg *Config) (aliases.Table, error) {
 	if err != nil {
 		return nil, sysexits.Errorf(sysexits.Config, "%s: [aliases] %v", cfg.Path, err)
 	}
+	if cfg.AliasesFile != "" {
+		f, err := os.Open(cfg.AliasesFile)
+		if err != nil {
+			return nil, sysexits.Errorf(sysexits.Config, "%s: aliases_file: %v", cfg.Path, err)
+		}
+		defer f.Close()
+		entries, errs := aliases.ParseFile(cfg.AliasesFile, f, address.ParseList)
+		if len(errs) > 0 {
+			// A wrong alias could send root's mail to the wrong place:
+			// nothing goes until the file is right.
+			return nil, sysexits.Wrap(sysexits.Config, errors.Join(errs...))
+		}
+		t.Add(entries)
+	}
 	return t, nil
 }
 
@@ -275,7 +293,8 @@ func recipients(cfg *Config) (*recipient.List, error) {
 	if err != nil {
 		return nil, err
 	}
-	return recipient.New(recipient.Options{Hostname: cfg.Hostname, Domain: cfg.Domain, Aliases: table}), nil
+	return recipient.New(recipient.Options{Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, Domain: cfg.Domain,
+		Aliases: table, DefaultRecipient: cfg.DefaultRecipient}), nil
 }
 
 // addRecipient adds word to rs. code is the exit code for bad syntax:
@@ -351,16 +370,17 @@ func (p *process) fromHeader(cfg *Config, inv Invocation, sender string) string 
 }
 
 func (p *process) verify(cfg *Config, inv Invocation) error {
-	rs, err := recipients(cfg)
-	if err != nil {
+	if _, err := recipients(cfg); err != nil {
 		return err
 	}
 	for _, word := range inv.Recipients {
-		before := len(rs.Addrs())
+		// Each address on its own: two that reach the same place both
+		// say so.
+		rs, _ := recipients(cfg)
 		if err := addRecipient(cfg, rs, word, sysexits.Usage, "arguments"); err != nil {
 			return err
 		}
-		for _, a := range rs.Addrs()[before:] {
+		for _, a := range rs.Addrs() {
 			fmt.Fprintf(p.stdout, "%s -> <%s>: deliverable via %s\n", word, a, smarthostAddr(cfg))
 		}
 	}

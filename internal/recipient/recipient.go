@@ -4,14 +4,16 @@
 // once.
 //
 // A recipient is local when it is a bare name ("root") or an address at
-// localhost, localhost.localdomain or this machine's host name: cron mails
-// "root" and fail2ban "root@localhost", which no smarthost can deliver.
-// Local names go through the aliases; what remains local is qualified with
-// the domain.
+// localhost, localhost.localdomain, this machine's host name or one of the
+// local domains: cron mails "root" and fail2ban "root@localhost", which no
+// smarthost can deliver. Local names go through the aliases; what remains
+// local goes to the default recipient when there is one, else is qualified
+// with the domain.
 package recipient
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"relaymail/internal/address"
@@ -20,9 +22,13 @@ import (
 
 // Options say what is local and where local names go.
 type Options struct {
-	Hostname string        // this machine's name: name@Hostname is local
-	Domain   string        // qualifies local names that have no alias
-	Aliases  aliases.Table // may be nil
+	Hostname     string        // this machine's name: name@Hostname is local
+	LocalDomains []string      // more domains whose addresses are local, lower case
+	Domain       string        // qualifies local names that have no alias
+	Aliases      aliases.Table // may be nil
+	// DefaultRecipient, when set, gets the mail of local names that no
+	// alias takes, instead of name@Domain.
+	DefaultRecipient string
 }
 
 // List collects recipients in the order they were added.
@@ -77,6 +83,9 @@ func (l *List) Add(word string) error {
 		for _, t := range targets {
 			if name, ok := l.local(t); ok {
 				t = address.Qualify(name, l.o.Domain)
+				if l.o.DefaultRecipient != "" {
+					t = l.o.DefaultRecipient
+				}
 			}
 			if err := address.Check(t); err != nil {
 				return &AliasError{fmt.Errorf("alias of %q: %w", a, err)}
@@ -103,7 +112,7 @@ func (l *List) local(addr string) (string, bool) {
 		return addr, true
 	}
 	domain := strings.ToLower(addr[i+1:])
-	if domain == "localhost" || domain == "localhost.localdomain" || domain == strings.ToLower(l.o.Hostname) {
+	if domain == "localhost" || domain == "localhost.localdomain" || domain == strings.ToLower(l.o.Hostname) || slices.Contains(l.o.LocalDomains, domain) {
 		return addr[:i], true
 	}
 	return "", false

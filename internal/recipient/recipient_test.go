@@ -3,6 +3,7 @@ package recipient
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 
 	"relaymail/internal/address"
@@ -62,5 +63,21 @@ func TestAdd(t *testing.T) {
 				t.Errorf("Add(%q) = %q, %v, want %q", tt.words, l.Addrs(), err, tt.want)
 			}
 		})
+	}
+}
+
+// TestLocalDomainsAndDefault: addresses at a local domain are local; local
+// names no alias takes go to the default recipient, aliased ones do not.
+func TestLocalDomainsAndDefault(t *testing.T) {
+	l := New(Options{Hostname: "app01.example.com", LocalDomains: []string{"app01.internal"}, Domain: "example.com",
+		Aliases: aliases.Table{"root": {"ops@example.net"}}, DefaultRecipient: "admin@example.net"})
+	for _, w := range []string{"root@APP01.internal", "cron", "jobs@app01.internal", "a@example.org", "b@example.com"} {
+		if err := l.Add(w); err != nil {
+			t.Fatalf("Add(%q): %v", w, err)
+		}
+	}
+	want := []string{"ops@example.net", "admin@example.net", "a@example.org", "b@example.com"}
+	if got := l.Addrs(); !slices.Equal(got, want) {
+		t.Errorf("Addrs() = %q, want %q", got, want)
 	}
 }
