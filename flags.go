@@ -54,6 +54,7 @@ package main
 //	-t             read recipients from To, Cc and Bcc
 //	-v             verbose; may be repeated
 //	--help         print usage (ModeHelp)
+//	--check        show the config, connect and log in to the smarthost, send nothing
 //
 // Accepted and ignored, recorded in Invocation.Ignored ("-G", "-h 30"):
 //
@@ -99,6 +100,7 @@ const (
 	ModeHelp                // --help: main prints the usage and exits 0
 	ModeDelete              // --delete id...: remove queued messages (Postfix's postsuper -d)
 	ModeRequeue             // --requeue id...: make queued messages due now (postsuper -r)
+	ModeCheck               // --check: show the config, log in to the smarthost, send nothing
 )
 
 // String returns a short lowercase name, such as "send" or "queue".
@@ -107,7 +109,7 @@ func (m Mode) String() string {
 		ModeSend: "send", ModeList: "list", ModeSMTP: "smtp", ModeVerify: "verify",
 		ModeVersion: "version", ModeDaemon: "daemon", ModeAliases: "aliases",
 		ModeQueue: "queue", ModeIgnore: "ignore", ModeHelp: "help",
-		ModeDelete: "delete", ModeRequeue: "requeue",
+		ModeDelete: "delete", ModeRequeue: "requeue", ModeCheck: "check",
 	}
 	if m >= 0 && int(m) < len(names) {
 		return names[m]
@@ -196,6 +198,9 @@ args:
 			continue
 		case arg == "--requeue":
 			inv.Mode = ModeRequeue
+			continue
+		case arg == "--check":
+			inv.Mode = ModeCheck
 			continue
 		case strings.HasPrefix(arg, "--"):
 			return usageErrorf("unknown option %s", quoteArg(arg))
@@ -517,6 +522,7 @@ func (inv *Invocation) check() error {
 		ModeDaemon:  "daemon mode",
 		ModeAliases: "alias initialization mode",
 		ModeQueue:   "flush queue mode",
+		ModeCheck:   "check mode",
 	}
 	if what, ok := noRecipients[inv.Mode]; ok && len(inv.Recipients) > 0 {
 		return usageErrorf("%s requires no recipient (got %q)", what, inv.Recipients[0])

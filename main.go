@@ -177,6 +177,8 @@ func (p *process) main(args []string) error {
 		return p.runQueue(cfg, inv)
 	case ModeDelete, ModeRequeue:
 		return p.adminQueue(cfg, inv)
+	case ModeCheck:
+		return p.checkSetup(cfg, inv)
 	case ModeSMTP:
 		return p.serveSMTP(cfg, inv)
 	}
@@ -870,6 +872,91 @@ func (p *process) relaySMTP(cfg *Config, inv Invocation, log *maillog.Logger, fi
 			"%d of %d recipients refused, %d delivered; %s refused <%s>: %s", perm, n, sent, o.relay, firstPerm.Rcpt, firstPerm.Reply())}
 	}
 	return o.a.intake.MessageID, nil
+}
+
+// checkSetup is --check: the config as loaded, its secret masked, then a
+// connection to the smarthost that does STARTTLS (or TLS) and AUTH as a
+// delivery would, and says QUIT without sending anything. The exit code is
+// a delivery's: 0 when mail can go, 75 or 69 (and the hint) when not.
+func (p *process) checkSetup(cfg *Config, inv Invocation) error {
+	w := p.stdout
+	sh := cfg.Smarthost
+	fmt.Fprintf(w, "config %s\n", cfg.Path)
+	from := cfg.From
+	if from == "" {
+		from = "<login name>@" + cfg.Domain
+	}
+	fmt.Fprintf(w, "  hostname %s, domain %s, sender %s\n", cfg.Hostname, cfg.Domain, from)
+	queueDir := cfg.Queue.Dir
+	if queueDir == "" {
+		queueDir = "none (deliver directly)"
+	}
+	fmt.Fprintf(w, "  delivery %s, spool %s\n", cfg.Delivery, queueDir)
+	tlsText := string(sh.TLS)
+	if sh.TLS != TLSNone {
+		tlsText += ", TLS " + string(sh.TLSMinVersion) + " or newer"
+		switch {
+		case len(sh.TLSFingerprint) > 0:
+			tlsText += fmt.Sprintf(", certificate pinned (%d fingerprints)", len(sh.TLSFingerprint))
+		case sh.CAFile != "":
+			tlsText += ", trusting the system's CAs and " + sh.CAFile
+		default:
+			tlsText += ", trusting the system's CAs"
+		}
+		if sh.TLSCertFile != "" {
+			tlsText += ", client certificate " + sh.TLSCertFile
+		}
+	}
+	fmt.Fprintf(w, "  smarthost %s (%s)\n", smarthostAddr(cfg), tlsText)
+	switch {
+	case sh.Auth == AuthNone || sh.Username == "":
+		fmt.Fprintf(w, "  no login\n")
+	case sh.Password != "":
+		fmt.Fprintf(w, "  login %q, auth %s, password in the config (not shown)\n", sh.Username, sh.Auth)
+	case sh.PasswordFile != "":
+		fmt.Fprintf(w, "  login %q, auth %s, password from %s\n", sh.Username, sh.Auth, sh.PasswordFile)
+	default:
+		fmt.Fprintf(w, "  login %q, auth %s, password from the command %q\n", sh.Username, sh.Auth, sh.PasswordCommand)
+	}
+	table, err := aliasTable(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  %d aliases\n", len(table))
+
+	opts, err := p.relayOptions(cfg, inv)
+	if err != nil {
+		return err
+	}
+	start := p.now()
+	r, err := check(context.Background(), opts)
+	if err != nil {
+		var re *relayError
+		if errors.As(err, &re) && re.Perm {
+			return sysexits.Errorf(sysexits.Unavailable, "check %w", err)
+		}
+		return sysexits.Errorf(sysexits.TempFail, "check %w", err)
+	}
+	fmt.Fprintf(w, "smarthost %s answered in %v\n", opts.Addr, p.now().Sub(start).Round(time.Millisecond))
+	if r.TLS != nil {
+		fmt.Fprintf(w, "  %s, %s\n", tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite))
+		if len(r.TLS.PeerCertificates) > 0 {
+			c := r.TLS.PeerCertificates[0]
+			cert, _ := trust.Fingerprints(c)
+			days := int(c.NotAfter.Sub(p.now()).Hours() / 24)
+			fmt.Fprintf(w, "  certificate %s, issued by %s, valid until %s (%d days)\n", c.Subject, c.Issuer, c.NotAfter.UTC().Format("2006-01-02"), days)
+			fmt.Fprintf(w, "  certificate SHA-256 %s\n", trust.Hex(cert))
+			if days < 14 {
+				fmt.Fprintf(w, "  warning: the certificate expires in %d days\n", days)
+			}
+		}
+	}
+	fmt.Fprintf(w, "  offers %s\n", strings.Join(r.Extensions, ", "))
+	if r.Mechanism != "" {
+		fmt.Fprintf(w, "  logged in as %q with %s\n", sh.Username, r.Mechanism)
+	}
+	fmt.Fprintf(w, "ok: mail can be relayed through %s (nothing was sent)\n", opts.Addr)
+	return nil
 }
 
 // directOutcome is what relaying a message without a spool came to.

@@ -190,8 +190,9 @@ type session struct {
 	c      *smtp.Client
 	conn   net.Conn // what c talks through (TLS when in use)
 	ic     *idleConn
-	used   int  // messages attempted on this connection
-	broken bool // the connection is unusable; dial a new one
+	used   int    // messages attempted on this connection
+	broken bool   // the connection is unusable; dial a new one
+	mech   string // the SASL mechanism that logged in, or ""
 }
 
 // dial connects, secures and authenticates a session. It returns a
@@ -202,15 +203,52 @@ func dial(ctx context.Context, o relayOptions) (*session, error) {
 		rerr.Addr = o.Addr
 		return nil, rerr
 	}
-	if rerr := authenticate(ctx, c, o); rerr != nil {
+	mech, rerr := authenticate(ctx, c, o)
+	if rerr != nil {
 		c.Close()
 		rerr.Addr = o.Addr
 		return nil, rerr
 	}
-	return &session{o: o, c: c, conn: conn, ic: ic}, nil
+	return &session{o: o, c: c, conn: conn, ic: ic, mech: mech}, nil
 }
 
-// close says QUIT when the connection is healthy and closes it.
+// checkReport is what a check learned of the smarthost.
+type checkReport struct {
+	TLS        *tls.ConnectionState // nil without TLS
+	Extensions []string             // as offered after TLS: "SIZE 35882577", "PIPELINING"
+	Mechanism  string               // the SASL mechanism that logged in; "" without a login
+}
+
+// checkExtensions are the EHLO keywords a check reports.
+var checkExtensions = []string{"SIZE", "PIPELINING", "CHUNKING", "8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES", "REQUIRETLS", "AUTH", "LIMITS"}
+
+// check connects, secures the connection and logs in exactly as a
+// delivery does, then says QUIT without sending anything (sendmail
+// --check). Its error is a *relayError.
+func check(ctx context.Context, o relayOptions) (checkReport, error) {
+	var r checkReport
+	s, err := dial(ctx, o)
+	if err != nil {
+		return r, err
+	}
+	defer s.close()
+	conn := s.conn
+	if pc, ok := conn.(*prefixConn); ok {
+		conn = pc.Conn
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		r.TLS = &st
+	}
+	for _, name := range checkExtensions {
+		if ok, params := s.c.Extension(name); ok {
+			r.Extensions = append(r.Extensions, strings.TrimSpace(name+" "+params))
+		}
+	}
+	r.Mechanism = s.mech
+	return r, nil
+}
+
 // close says QUIT when the connection is healthy and closes it. With
 // SkipQuitReply it does not wait for the reply: every outcome is recorded
 // by then, so the reply would only cost the waiting caller a round trip
@@ -635,9 +673,9 @@ func connectHint(err error) string {
 }
 
 // authenticate logs in when a username is configured.
-func authenticate(ctx context.Context, c *smtp.Client, o relayOptions) *relayError {
+func authenticate(ctx context.Context, c *smtp.Client, o relayOptions) (string, *relayError) {
 	if o.Auth == AuthNone || o.Username == "" {
-		return nil
+		return "", nil
 	}
 	ok, params := c.Extension("AUTH")
 	if !ok {
@@ -645,16 +683,16 @@ func authenticate(ctx context.Context, c *smtp.Client, o relayOptions) *relayErr
 		if o.TLS == TLSNone {
 			hint = "servers usually offer AUTH only over TLS: set tls = \"starttls\" or \"tls\""
 		}
-		return &relayError{Stage: "authentication", Err: errors.New("the server does not offer AUTH"), Hint: hint}
+		return "", &relayError{Stage: "authentication", Err: errors.New("the server does not offer AUTH"), Hint: hint}
 	}
 	offered := strings.Fields(strings.ToUpper(params))
 	mech, err := chooseMechanism(o.Auth, offered)
 	if err != nil {
-		return &relayError{Stage: "authentication", Err: err}
+		return "", &relayError{Stage: "authentication", Err: err}
 	}
 	pw, err := o.Secret.Get(ctx)
 	if err != nil {
-		return &relayError{Stage: "authentication", Err: err}
+		return "", &relayError{Stage: "authentication", Err: err}
 	}
 	var sc sasl.Client
 	switch mech {
@@ -673,9 +711,9 @@ func authenticate(ctx context.Context, c *smtp.Client, o relayOptions) *relayErr
 		if e.Code == 535 || e.Code == 534 || e.Code == 530 {
 			e.Hint = "check username and password in the [smarthost] section; Gmail and Microsoft 365 need an app password or OAuth2 (auth = \"xoauth2\" with password_command)"
 		}
-		return e
+		return "", e
 	}
-	return nil
+	return mech, nil
 }
 
 // chooseMechanism picks the SASL mechanism: the configured one, or with
