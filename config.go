@@ -33,6 +33,7 @@ import (
 	"maps"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -133,6 +134,9 @@ func (m *DeliveryMode) UnmarshalText(b []byte) error {
 // ConfigDefaults are the defaults main finds on the system.
 type ConfigDefaults struct {
 	Hostname string // the system's fully qualified name
+	// Env reads the RELAYMAIL_* variables (envSettings); nil when the
+	// process must not honour its environment.
+	Env func(string) string
 }
 
 // TLSMode is how the connection to the smarthost is protected.
@@ -374,6 +378,10 @@ const maxConfigSize = 1 << 20
 // errors.Join, one per line.
 func loadConfig(path string, defaults ConfigDefaults) (*Config, error) {
 	text, mode, err := readConfigFile(path)
+	if errors.Is(err, fs.ErrNotExist) && defaults.Env != nil && defaults.Env("RELAYMAIL_SMARTHOST") != "" {
+		// A container configured by its environment alone.
+		text, mode, err = "", 0, nil
+	}
 	if err != nil {
 		return nil, sysexits.Wrap(sysexits.Config, err)
 	}
@@ -416,6 +424,9 @@ func parseConfig(path, text string, defaults ConfigDefaults) (*Config, error) {
 	if err != nil {
 		cl.decodeError(err)
 	} else {
+		if defaults.Env != nil {
+			cl.applyEnv(c, defaults.Env)
+		}
 		cl.validate(c)
 	}
 	if err := cl.err(); err != nil {
@@ -454,10 +465,11 @@ func readConfigFile(path string) (string, fs.FileMode, error) {
 
 // configLoader collects the problems found in one config file.
 type configLoader struct {
-	path string
-	text string
-	md   toml.MetaData // of the decode into Config
-	errs []configError
+	path    string
+	text    string
+	md      toml.MetaData     // of the decode into Config
+	fromEnv map[string]string // config keys the environment set -> the variable
+	errs    []configError
 }
 
 // configError is a problem at a line of the file (0: the whole file).
@@ -469,7 +481,12 @@ type configError struct {
 // errorf records a problem with key (nil for the file as a whole), at the
 // line where key is written.
 func (cl *configLoader) errorf(key []string, format string, args ...any) {
-	cl.add(tomlKeyLine(cl.text, key), fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if v := cl.fromEnv[strings.Join(key, ".")]; v != "" {
+		cl.add(0, fmt.Sprintf("%s (set by $%s)", msg, v))
+		return
+	}
+	cl.add(tomlKeyLine(cl.text, key), msg)
 }
 
 // add records a problem at line, or with the file as a whole when line is 0.
@@ -701,7 +718,7 @@ func (cl *configLoader) validate(c *Config) {
 	if c.Hostname == "" {
 		cl.errorf(nil, `hostname is not set and the system's name is unknown; set hostname = "host.example.com"`)
 	} else if reason := badHostname(c.Hostname); reason != "" {
-		if cl.md.IsDefined("hostname") {
+		if cl.defined("hostname") {
 			cl.errorf(k("hostname"), "hostname %q %s", c.Hostname, reason)
 		} else {
 			cl.errorf(nil, "the system's name %q %s; set hostname = \"host.example.com\"", c.Hostname, reason)
@@ -735,7 +752,7 @@ func (cl *configLoader) validate(c *Config) {
 			cl.errorf(k("smarthost", "host"), "[smarthost] host %q %s", sh.Host, reason)
 		}
 	}
-	if cl.md.IsDefined("smarthost", "port") {
+	if cl.defined("smarthost", "port") {
 		if sh.Port < 1 || sh.Port > 65535 {
 			cl.errorf(k("smarthost", "port"), "[smarthost] port %d is out of range (1-65535)", sh.Port)
 		}
@@ -765,7 +782,7 @@ func (cl *configLoader) validate(c *Config) {
 	if sh.TLS == TLSNone {
 		// Settings that promise a protection tls = "none" does not give.
 		for _, key := range []string{"tls_fingerprint", "tls_cert_file", "tls_key_file", "tls_min_version"} {
-			if cl.md.IsDefined("smarthost", key) {
+			if cl.defined("smarthost", key) {
 				cl.errorf(k("smarthost", key), `[smarthost] %s has no effect with tls = "none"`, key)
 			}
 		}
@@ -840,7 +857,7 @@ func (cl *configLoader) validateAuth(sh *Smarthost) {
 			cl.errorf(k("password_file"), "[smarthost] password_file %q must be an absolute path", sh.PasswordFile)
 		}
 	}
-	if cl.md.IsDefined("smarthost", "password_command") {
+	if cl.defined("smarthost", "password_command") {
 		sources = append(sources, "password_command")
 		if len(sh.PasswordCommand) == 0 || sh.PasswordCommand[0] == "" {
 			cl.errorf(k("password_command"), `[smarthost] password_command is empty; give the command and its arguments, as in ["pass", "show", "smtp"]`)
@@ -1084,4 +1101,143 @@ func scanTOMLKey(s string) (key []string, rest string, ok bool) {
 		}
 		s = s[1:]
 	}
+}
+
+// The environment variables that fill or override the config file, for
+// containers (docker run -e ...). They are read only when the process may
+// honour its environment (never setgid), and a config made from them alone
+// needs no file: RELAYMAIL_SMARTHOST is enough.
+var envSettings = []struct {
+	name, key string // the variable, and the config key it sets
+}{
+	{"RELAYMAIL_SMARTHOST", "smarthost"}, // smtp://[user@]host[:port], smtps://..., smtp+plain://...
+	{"RELAYMAIL_USERNAME", "smarthost.username"},
+	{"RELAYMAIL_PASSWORD", "smarthost.password"},
+	{"RELAYMAIL_PASSWORD_FILE", "smarthost.password_file"},
+	{"RELAYMAIL_AUTH", "smarthost.auth"},
+	{"RELAYMAIL_CA_FILE", "smarthost.ca_file"},
+	{"RELAYMAIL_TLS_FINGERPRINT", "smarthost.tls_fingerprint"},
+	{"RELAYMAIL_HOSTNAME", "hostname"},
+	{"RELAYMAIL_DOMAIN", "domain"},
+	{"RELAYMAIL_FROM", "from"},
+	{"RELAYMAIL_DEFAULT_RECIPIENT", "default_recipient"},
+	{"RELAYMAIL_ALIASES", "aliases"}, // root=ops@example.com;www-data=web@example.com,root
+	{"RELAYMAIL_DELIVERY", "delivery"},
+	{"RELAYMAIL_QUEUE_DIR", "queue.dir"}, // "none": no spool
+}
+
+// applyEnv sets what the environment says over what the file said, and
+// records which keys it set (for defaults and error messages).
+func (cl *configLoader) applyEnv(c *Config, env func(string) string) {
+	cl.fromEnv = map[string]string{}
+	sh := &c.Smarthost
+	for _, s := range envSettings {
+		v := env(s.name)
+		if v == "" {
+			continue
+		}
+		cl.fromEnv[s.key] = s.name
+		bad := func(format string, args ...any) {
+			cl.add(0, fmt.Sprintf("$%s: ", s.name)+fmt.Sprintf(format, args...))
+		}
+		var err error
+		switch s.key {
+		case "smarthost":
+			err = cl.applySmarthostURL(sh, v)
+		case "smarthost.username":
+			sh.Username = v
+		case "smarthost.password":
+			sh.Password, sh.PasswordFile, sh.PasswordCommand = Secret(v), "", nil
+		case "smarthost.password_file":
+			sh.Password, sh.PasswordFile, sh.PasswordCommand = "", v, nil
+		case "smarthost.auth":
+			err = sh.Auth.UnmarshalText([]byte(v))
+		case "smarthost.ca_file":
+			sh.CAFile = v
+		case "smarthost.tls_fingerprint":
+			var f Fingerprints
+			for _, p := range strings.Split(v, ",") {
+				if err == nil {
+					err = f.UnmarshalTOML(strings.TrimSpace(p))
+				}
+			}
+			sh.TLSFingerprint = f
+		case "hostname":
+			c.Hostname = v
+		case "domain":
+			c.Domain = v
+		case "from":
+			c.From = v
+		case "default_recipient":
+			c.DefaultRecipient = v
+		case "aliases":
+			if c.Aliases == nil {
+				c.Aliases = map[string]string{}
+			}
+			for _, entry := range strings.Split(v, ";") {
+				name, targets, ok := strings.Cut(entry, "=")
+				if name = strings.TrimSpace(name); !ok || name == "" || strings.TrimSpace(targets) == "" {
+					bad("%q is not name=address[,address...]; separate aliases with ;", strings.TrimSpace(entry))
+					continue
+				}
+				c.Aliases[name] = strings.TrimSpace(targets)
+			}
+		case "delivery":
+			err = c.Delivery.UnmarshalText([]byte(v))
+		case "queue.dir":
+			c.Queue.Dir = v
+			if v == "none" {
+				c.Queue.Dir = ""
+			}
+		}
+		if err != nil {
+			bad("%v", err)
+		}
+	}
+}
+
+// applySmarthostURL reads RELAYMAIL_SMARTHOST: smtp://host (STARTTLS, port
+// 587), smtps://host (TLS, 465) or smtp+plain://host (no TLS, 25), with an
+// optional user@ and :port. A password in the URL is refused: it would show
+// in ps and docker inspect; use RELAYMAIL_PASSWORD_FILE.
+func (cl *configLoader) applySmarthostURL(sh *Smarthost, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("%q is not smtp://[user@]host[:port] (or smtps://, smtp+plain://)", v)
+	}
+	switch u.Scheme {
+	case "smtp", "smtp+starttls":
+		sh.TLS = TLSStartTLS
+	case "smtps", "smtp+tls":
+		sh.TLS = TLSImplicit
+	case "smtp+plain", "smtp+none":
+		sh.TLS = TLSNone
+	default:
+		return fmt.Errorf("scheme %q: use smtp:// (STARTTLS), smtps:// (TLS) or smtp+plain:// (no TLS)", u.Scheme)
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			return fmt.Errorf("holds a password: put it in RELAYMAIL_PASSWORD_FILE (or RELAYMAIL_PASSWORD), not in the URL")
+		}
+		sh.Username = u.User.Username()
+	}
+	if u.Path != "" && u.Path != "/" {
+		return fmt.Errorf("%q: the URL has a path; write smtp://[user@]host[:port]", v)
+	}
+	sh.Host = u.Hostname()
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("port %q is not a number", p)
+		}
+		sh.Port = n
+		cl.fromEnv["smarthost.port"] = "RELAYMAIL_SMARTHOST"
+	}
+	cl.fromEnv["smarthost.tls"] = "RELAYMAIL_SMARTHOST"
+	return nil
+}
+
+// defined reports whether the file or the environment sets key.
+func (cl *configLoader) defined(key ...string) bool {
+	return cl.md.IsDefined(key...) || cl.fromEnv[strings.Join(key, ".")] != ""
 }

@@ -400,3 +400,83 @@ func FuzzParseConfig(f *testing.F) {
 }
 
 const fiveDays = Duration(5 * 24 * time.Hour)
+
+// TestConfigEnv: RELAYMAIL_* variables fill or override the file, and make
+// a config with no file at all.
+func TestConfigEnv(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sendmail.conf")
+	if err := os.WriteFile(file, []byte("hostname = \"app01.example.com\"\nfrom = \"file@example.com\"\n[smarthost]\nhost = \"file.example.com\"\nusername = \"u\"\npassword_file = \"/etc/pw\"\n[aliases]\npostmaster = \"root\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	hex := strings.Repeat("ab", 32)
+
+	cfg, err := loadConfig(file, ConfigDefaults{Hostname: "sys.example.org", Env: env(map[string]string{
+		"RELAYMAIL_SMARTHOST":         "smtps://me%40example.com@smtp.example.com",
+		"RELAYMAIL_PASSWORD":          "hunter2",
+		"RELAYMAIL_FROM":              "web@example.com",
+		"RELAYMAIL_DEFAULT_RECIPIENT": "admin@example.com",
+		"RELAYMAIL_ALIASES":           "root=ops@example.com, dev@example.com; www-data = web@example.com",
+		"RELAYMAIL_TLS_FINGERPRINT":   hex + ", " + strings.Repeat("CD", 32),
+		"RELAYMAIL_QUEUE_DIR":         "none",
+		"RELAYMAIL_DELIVERY":          "background",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := cfg.Smarthost
+	if sh.Host != "smtp.example.com" || sh.Port != 465 || sh.TLS != TLSImplicit || sh.Username != "me@example.com" ||
+		sh.Password != "hunter2" || sh.PasswordFile != "" || len(sh.TLSFingerprint) != 2 {
+		t.Errorf("smarthost from the environment: %+v", sh)
+	}
+	if cfg.Hostname != "app01.example.com" || cfg.From != "web@example.com" || cfg.DefaultRecipient != "admin@example.com" ||
+		cfg.Queue.Dir != "" || cfg.Delivery != DeliverBackground {
+		t.Errorf("config from file and environment: %+v", cfg)
+	}
+	if want := map[string]string{"postmaster": "root", "root": "ops@example.com, dev@example.com", "www-data": "web@example.com"}; !reflect.DeepEqual(cfg.Aliases, want) {
+		t.Errorf("aliases %q, want %q", cfg.Aliases, want)
+	}
+
+	// No file: the environment alone.
+	cfg, err = loadConfig(filepath.Join(dir, "missing.conf"), ConfigDefaults{Hostname: "sys.example.org", Env: env(map[string]string{
+		"RELAYMAIL_SMARTHOST":     "smtp://relay.example.com:2525",
+		"RELAYMAIL_USERNAME":      "u",
+		"RELAYMAIL_PASSWORD_FILE": "/run/secrets/smtp",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh := cfg.Smarthost; sh.Host != "relay.example.com" || sh.Port != 2525 || sh.TLS != TLSStartTLS || sh.PasswordFile != "/run/secrets/smtp" {
+		t.Errorf("smarthost from the environment alone: %+v", sh)
+	}
+	// Without RELAYMAIL_SMARTHOST a missing file is still an error, and
+	// without Env (setgid) the variables count for nothing.
+	if _, err := loadConfig(filepath.Join(dir, "missing.conf"), ConfigDefaults{Hostname: "x.example", Env: env(map[string]string{"RELAYMAIL_FROM": "a@x"})}); err == nil {
+		t.Error("a missing file with only RELAYMAIL_FROM loaded")
+	}
+	cfg, err = loadConfig(file, ConfigDefaults{Hostname: "x.example"})
+	if err != nil || cfg.Smarthost.Host != "file.example.com" {
+		t.Errorf("without Env: %v, host %q", err, cfg.Smarthost.Host)
+	}
+
+	for _, tt := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"RELAYMAIL_SMARTHOST": "smtp://u:secret@h.example.com"}, "$RELAYMAIL_SMARTHOST: holds a password: put it in RELAYMAIL_PASSWORD_FILE"},
+		{map[string]string{"RELAYMAIL_SMARTHOST": "https://h.example.com"}, `$RELAYMAIL_SMARTHOST: scheme "https": use smtp:// (STARTTLS), smtps:// (TLS) or smtp+plain:// (no TLS)`},
+		{map[string]string{"RELAYMAIL_SMARTHOST": "h.example.com"}, `$RELAYMAIL_SMARTHOST: "h.example.com" is not smtp://[user@]host[:port]`},
+		{map[string]string{"RELAYMAIL_ALIASES": "root ops@x"}, `$RELAYMAIL_ALIASES: "root ops@x" is not name=address[,address...]`},
+		{map[string]string{"RELAYMAIL_FROM": "web"}, `from "web" must be a full address, such as "web@example.com" (set by $RELAYMAIL_FROM)`},
+		{map[string]string{"RELAYMAIL_SMARTHOST": "smtp://h.example.com:99999"}, "port 99999 is out of range (1-65535) (set by $RELAYMAIL_SMARTHOST)"},
+	} {
+		_, err := loadConfig(file, ConfigDefaults{Hostname: "x.example", Env: env(tt.env)})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("env %q: error %v, want %q", tt.env, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("env %q: the error shows the password: %v", tt.env, err)
+		}
+	}
+}

@@ -234,7 +234,7 @@ func (p *process) loadConfig(inv Invocation) (*Config, error) {
 			p.priv = priv
 		}
 	}
-	return loadConfig(path, ConfigDefaults{Hostname: fqdn()})
+	return loadConfig(path, ConfigDefaults{Hostname: fqdn(), Env: p.env})
 }
 
 // fqdn returns the machine's fully qualified name when /etc/hosts gives one

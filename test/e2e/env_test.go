@@ -1,0 +1,42 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"relaymail/internal/smarthost"
+)
+
+// TestEnvironmentOnly: a container with no config file, configured by
+// RELAYMAIL_* variables: cron's mail to root reaches the admin through
+// the smarthost with STARTTLS and AUTH, the password from a file.
+func TestEnvironmentOnly(t *testing.T) {
+	srv := smarthost.New(t, smarthost.Options{Users: map[string]string{user: password}, AuthRequired: true})
+	dir := t.TempDir()
+	ca, secret := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "smtp-password")
+	must(t, srv.WriteCA(ca))
+	must(t, os.WriteFile(secret, []byte(password+"\n"), 0o600))
+	env := []string{
+		fmt.Sprintf("RELAYMAIL_SMARTHOST=smtp://%s@127.0.0.1:%d", user, srv.Port()),
+		"RELAYMAIL_PASSWORD_FILE=" + secret,
+		"RELAYMAIL_CA_FILE=" + ca,
+		"RELAYMAIL_HOSTNAME=app01.example.com",
+		"RELAYMAIL_FROM=cron@example.com",
+		"RELAYMAIL_DEFAULT_RECIPIENT=admin@example.com",
+		"RELAYMAIL_QUEUE_DIR=" + filepath.Join(dir, "spool"),
+	}
+	const msg = "From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@app01> backup\n\nok\n"
+	o := runBinaryEnv(t, strings.NewReader(msg), env, "-C", filepath.Join(dir, "no-such.conf"), "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root")
+	wantCode(t, o, 0, "")
+	msgs, err := srv.WaitMessages(1, 10*time.Second)
+	must(t, err)
+	wantEnvelope(t, msgs[0], "cron@example.com", "admin@example.com")
+	if msgs[0].AuthUser != user || !msgs[0].TLS {
+		t.Errorf("arrived with AUTH %q, TLS %v", msgs[0].AuthUser, msgs[0].TLS)
+	}
+	waitRunners(filepath.Join(dir, "spool"))
+}
