@@ -35,6 +35,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -73,6 +74,7 @@ type Config struct {
 	// MaxRecipients refuses a message with more envelope recipients, after
 	// aliases; 0 is no limit (and 1000 per -bs transaction).
 	MaxRecipients int               `toml:"max_recipients"`
+	Rewrite       RewriteConfig     `toml:"rewrite"`
 	Smarthost     Smarthost         `toml:"smarthost"`
 	Queue         QueueConfig       `toml:"queue"`
 	Aliases       map[string]string `toml:"aliases"` // name -> address list; values are not empty
@@ -103,6 +105,30 @@ type Smarthost struct {
 	AllowPlaintextAuth    bool `toml:"allow_plaintext_auth"`
 	InsecurePlaintextAuth bool `toml:"insecure_plaintext_auth"`
 	MaxConnections        int  `toml:"max_connections"` // background and queue runners at once, each one connection; default 4
+}
+
+// RewriteConfig is the [rewrite] table: the senders a relay will take.
+// Gmail, Microsoft 365 and SES refuse a From they have not verified, and
+// PHP sends as www-data@localhost, cron as root.
+type RewriteConfig struct {
+	// Sender is the envelope sender of every message (not of bounces,
+	// whose null sender stays); "" leaves it.
+	Sender string `toml:"sender"`
+	// From replaces the address of every message's From field, its
+	// display name kept; "" leaves it.
+	From string `toml:"from"`
+	// ReplyTo keeps the original From as Reply-To, when From replaced it
+	// and the message had none, so replies still reach the writer.
+	ReplyTo bool `toml:"reply_to"`
+	// Users maps local login names to their address, as ssmtp's
+	// revaliases does: the envelope sender of their mail (without -f), and
+	// the From field's address when that is local (www-data@localhost).
+	Users map[string]string `toml:"users"`
+	// AllowFrom, when set, lists the -f (and MAIL FROM) addresses users
+	// other than root may give, as patterns ("*@example.com"); another is
+	// replaced by the user's usual sender. Unset, -f is free, as with
+	// Postfix.
+	AllowFrom []string `toml:"allow_from"`
 }
 
 // QueueConfig is the [queue] table.
@@ -418,6 +444,7 @@ func parseConfig(path, text string, defaults ConfigDefaults) (*Config, error) {
 			MaxConnections: 4,
 		},
 		Delivery: DeliverInteractive,
+		Rewrite:  RewriteConfig{ReplyTo: true},
 		Queue:    QueueConfig{Dir: "/var/spool/relaymail", MaxAge: Duration(5 * 24 * time.Hour), Linger: Duration(2 * time.Second)},
 	}
 	cl.md, err = toml.Decode(text, c)
@@ -814,6 +841,7 @@ func (cl *configLoader) validate(c *Config) {
 			cl.errorf(k("default_recipient"), "default_recipient %q must be a full address, such as %q", c.DefaultRecipient, c.DefaultRecipient+"@example.com")
 		}
 	}
+	cl.validateRewrite(&c.Rewrite)
 	if c.MaxRecipients < 0 {
 		cl.errorf(k("max_recipients"), "max_recipients must be 0 (no limit) or more, not %d", c.MaxRecipients)
 	}
@@ -840,6 +868,32 @@ func (cl *configLoader) validate(c *Config) {
 			cl.errorf(key, "%s is empty; give one or more addresses", tomlKeyName(key))
 		case strings.ContainsAny(value, "\r\n\x00"):
 			cl.errorf(key, "%s contains a line break or NUL", tomlKeyName(key))
+		}
+	}
+}
+
+// validateRewrite checks [rewrite]: full addresses, valid patterns.
+func (cl *configLoader) validateRewrite(r *RewriteConfig) {
+	full := func(key []string, what, addr string) {
+		if err := address.Check(addr); err != nil {
+			cl.errorf(key, "%s: %v", what, err)
+		} else if address.IsLocal(addr) {
+			cl.errorf(key, "%s %q must be a full address, such as %q", what, addr, addr+"@example.com")
+		}
+	}
+	if r.Sender != "" {
+		full([]string{"rewrite", "sender"}, "[rewrite] sender", r.Sender)
+	}
+	if r.From != "" {
+		full([]string{"rewrite", "from"}, "[rewrite] from", r.From)
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.Users)) {
+		full([]string{"rewrite", "users", name}, "[rewrite.users] "+name, r.Users[name])
+	}
+	for i, p := range r.AllowFrom {
+		r.AllowFrom[i] = strings.ToLower(p)
+		if _, err := path.Match(p, ""); err != nil || p == "" {
+			cl.errorf([]string{"rewrite", "allow_from"}, "[rewrite] allow_from: %q is not a pattern such as \"*@example.com\"", p)
 		}
 	}
 }

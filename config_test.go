@@ -171,6 +171,9 @@ root = "ops@example.net"
 			}
 			want := tt.want(path)
 			want.Mode = 0o600 // the file's mode, as written above
+			if !strings.Contains(tt.toml, "reply_to") {
+				want.Rewrite.ReplyTo = true // the default
+			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("loadConfig(%q) =\n%#v\nwant\n%#v", tt.toml, *got, *want)
 			}
@@ -289,9 +292,13 @@ func TestConfigExample(t *testing.T) {
 			if table == "" {
 				name = k
 			}
-			if _, isTable := configSchema()[k]; isTable && table == "" {
-				if !strings.Contains(string(text), "\n["+k+"]\n") {
-					t.Errorf("sendmail.conf.example has no [%s] table", k)
+			if _, isTable := configSchema()[k]; isTable {
+				full := k
+				if table != "" {
+					full = table + "." + k
+				}
+				if !strings.Contains(string(text), "\n["+full+"]\n") {
+					t.Errorf("sendmail.conf.example has no [%s] table", full)
 				}
 				continue
 			}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -323,24 +324,103 @@ func (p *process) sender(cfg *Config, inv Invocation) (string, error) {
 		}
 		switch len(addrs) {
 		case 0:
-			return "", nil // -f '<>'
+			return "", nil // -f '<>': a bounce stays a bounce
 		case 1:
 			if err := address.Check(addrs[0]); err != nil {
 				return "", sysexits.Errorf(sysexits.Usage, "bad sender: %v", err)
 			}
-			return address.Qualify(addrs[0], cfg.Domain), nil
+			s := address.Qualify(addrs[0], cfg.Domain)
+			if p.senderAllowed(cfg, s) {
+				return p.forcedSender(cfg, s), nil
+			}
+			// Not one the config lets this user give: the usual sender
+			// instead, as the log says.
+			usual, err := p.usualSender(cfg)
+			if err != nil {
+				return "", err
+			}
+			log := maillog.New(maillog.Options{Syslog: true, Fallback: p.stderr, Echo: inv.Verbose > 0})
+			log.Warn(fmt.Sprintf("-f %s is not in [rewrite] allow_from for uid %d: sending as %s", s, p.priv.UID, usual))
+			log.Close()
+			return p.forcedSender(cfg, usual), nil
 		default:
 			return "", sysexits.Errorf(sysexits.Usage, "bad sender %q: more than one address", inv.Sender)
 		}
 	}
+	s, err := p.usualSender(cfg)
+	if err != nil {
+		return "", err
+	}
+	return p.forcedSender(cfg, s), nil
+}
+
+// usualSender is the envelope sender without -f: the user's address from
+// [rewrite.users], else the config's from, else login@domain.
+func (p *process) usualSender(cfg *Config) (string, error) {
+	u, err := p.currentUser()
+	if a := cfg.Rewrite.Users[p.loginName(u, err)]; a != "" {
+		return a, nil
+	}
 	if cfg.From != "" {
 		return cfg.From, nil
 	}
-	u, err := p.currentUser()
 	if err != nil {
 		return "", err
 	}
 	return address.Qualify(u.Username, cfg.Domain), nil
+}
+
+// loginName is the user's login name, or "" when unknown.
+func (p *process) loginName(u *user.User, err error) string {
+	if err != nil || u == nil {
+		return ""
+	}
+	return u.Username
+}
+
+// forcedSender applies [rewrite] sender.
+func (p *process) forcedSender(cfg *Config, s string) string {
+	if cfg.Rewrite.Sender != "" {
+		return cfg.Rewrite.Sender
+	}
+	return s
+}
+
+// senderAllowed reports whether this user may give s with -f: root always,
+// others when [rewrite] allow_from is unset or matches.
+func (p *process) senderAllowed(cfg *Config, s string) bool {
+	if cfg.Rewrite.AllowFrom == nil || p.priv.UID == 0 {
+		return true
+	}
+	for _, pat := range cfg.Rewrite.AllowFrom {
+		if ok, _ := path.Match(pat, strings.ToLower(s)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// fromRewrite is intake's RewriteFrom for the config: [rewrite] from for
+// every message, else the user's [rewrite.users] address for a From at a
+// local address (www-data@localhost, cron's root). Nil when neither is set.
+func (p *process) fromRewrite(cfg *Config) func(string) (string, bool) {
+	u, err := p.currentUser()
+	own := cfg.Rewrite.Users[p.loginName(u, err)]
+	if cfg.Rewrite.From == "" && own == "" {
+		return nil
+	}
+	rs, _ := recipients(cfg)
+	return func(addr string) (string, bool) {
+		local := rs != nil && rs.IsLocal(addr)
+		if cfg.Rewrite.From != "" {
+			// A local From is no address to reply to.
+			return cfg.Rewrite.From, cfg.Rewrite.ReplyTo && !local
+		}
+		if local {
+			return own, false
+		}
+		return "", false
+	}
 }
 
 func (p *process) currentUser() (*user.User, error) {
@@ -427,6 +507,7 @@ func (p *process) accept(cfg *Config, inv Invocation, w io.Writer) (accepted, er
 		From:              p.fromHeader(cfg, inv, a.from),
 		Now:               p.now,
 		MaxBytes:          int64(cfg.MaxMessageSize),
+		RewriteFrom:       p.fromRewrite(cfg),
 	})
 	if err != nil {
 		return a, err
@@ -569,10 +650,11 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 			}
 			copyIn := func(w io.Writer) (err error) {
 				a.intake, err = intake.Copy(w, data, intake.Options{
-					IgnoreDots: true, // SMTP has removed the dot-stuffing
-					Hostname:   cfg.Hostname,
-					From:       p.fromHeader(cfg, inv, e.From),
-					Now:        p.now,
+					IgnoreDots:  true, // SMTP has removed the dot-stuffing
+					Hostname:    cfg.Hostname,
+					From:        p.fromHeader(cfg, inv, e.From),
+					Now:         p.now,
+					RewriteFrom: p.fromRewrite(cfg),
 				})
 				return err
 			}

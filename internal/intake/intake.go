@@ -36,6 +36,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,14 +63,19 @@ const (
 
 // Options says how to read and complete a message.
 type Options struct {
-	IgnoreDots        bool             // -i / -oi: a line holding a single "." does not end the message
-	ExtractRecipients bool             // -t: take recipients from the header
-	MaxHeaderBytes    int              // bound on the header block, line endings counted as CRLF; 0 or less means DefaultMaxHeaderBytes
-	MaxBytes          int64            // bound on the whole message as written; 0 means none
-	Hostname          string           // right side of a generated Message-ID; "" means "localhost"
-	From              string           // complete From header value to add when the message has none ("" = don't add)
-	Now               func() time.Time // for Date and the Message-ID; nil = time.Now
-	Rand              io.Reader        // for the Message-ID; nil = crypto/rand
+	IgnoreDots        bool  // -i / -oi: a line holding a single "." does not end the message
+	ExtractRecipients bool  // -t: take recipients from the header
+	MaxHeaderBytes    int   // bound on the header block, line endings counted as CRLF; 0 or less means DefaultMaxHeaderBytes
+	MaxBytes          int64 // bound on the whole message as written; 0 means none
+	// RewriteFrom, when set, is asked about the address of the message's
+	// first From field and may return another ("" keeps it): the field is
+	// rewritten to it, its display name kept, and with replyTo the old
+	// field's value becomes Reply-To unless the message has one.
+	RewriteFrom func(addr string) (newAddr string, replyTo bool)
+	Hostname    string           // right side of a generated Message-ID; "" means "localhost"
+	From        string           // complete From header value to add when the message has none ("" = don't add)
+	Now         func() time.Time // for Date and the Message-ID; nil = time.Now
+	Rand        io.Reader        // for the Message-ID; nil = crypto/rand
 }
 
 // Result describes what Copy wrote.
@@ -383,6 +390,7 @@ func (c *copier) writeHeader(block []byte, host string) (Result, error) {
 		}
 	}
 
+	hasReplyTo := slices.ContainsFunc(fields, func(f field) bool { return f.lower == "reply-to" })
 	var raws [][]byte
 	var hasDate, hasFrom, hasID bool
 	for _, f := range fields {
@@ -392,6 +400,16 @@ func (c *copier) writeHeader(block []byte, host string) (Result, error) {
 		case "date":
 			hasDate = true
 		case "from":
+			if !hasFrom && c.opts.RewriteFrom != nil {
+				if raw, replyTo, ok := rewriteFrom(f.key, f.value, c.opts.RewriteFrom); ok {
+					hasFrom = true
+					raws = append(raws, raw)
+					if replyTo && !hasReplyTo {
+						raws = append(raws, []byte("Reply-To:"+strings.TrimRight(string(f.raw[len(f.key)+1:]), "\r\n")+"\r\n"))
+					}
+					continue
+				}
+			}
 			hasFrom = true
 		case "message-id":
 			if !hasID {
@@ -442,6 +460,32 @@ func msgID(v string) string {
 		}
 	}
 	return strings.TrimSpace(v)
+}
+
+// rewriteFrom returns the From field with the address rewrite gives for
+// value's, keeping its display name (or the comment a bare "root (Cron
+// Daemon)" carries), and whether the old value should become Reply-To. It
+// returns false when there is nothing to change or value has not exactly
+// one address.
+func rewriteFrom(key, value string, rewrite func(string) (string, bool)) ([]byte, bool, bool) {
+	addrs, err := address.ParseList(value)
+	if err != nil || len(addrs) != 1 {
+		return nil, false, false
+	}
+	newAddr, replyTo := rewrite(addrs[0])
+	if newAddr == "" || newAddr == addrs[0] {
+		return nil, false, false
+	}
+	var name string
+	if a, err := mail.ParseAddress(value); err == nil {
+		name = a.Name
+	} else if i, j := strings.IndexByte(value, '('), strings.LastIndexByte(value, ')'); i >= 0 && j > i {
+		name = strings.TrimSpace(value[i+1 : j])
+	} else if i := strings.IndexByte(value, '<'); i > 0 {
+		name = strings.Trim(strings.TrimSpace(value[:i]), `"`)
+	}
+	v := (&mail.Address{Name: name, Address: newAddr}).String()
+	return []byte(key + ": " + v + "\r\n"), replyTo, true
 }
 
 // newMessageID returns "20060102150405.<20 base32 characters>@host": the

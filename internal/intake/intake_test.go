@@ -848,3 +848,48 @@ func TestMaxBytes(t *testing.T) {
 		t.Errorf("wrote %d bytes past a limit of %d", out.Len(), len(msg)-1)
 	}
 }
+
+// TestRewriteFrom: the first From field gets the address RewriteFrom gives,
+// with its display name (or a bare address's comment) kept, and the old
+// value as Reply-To when asked and there is none.
+func TestRewriteFrom(t *testing.T) {
+	rewrite := func(addr string) (string, bool) {
+		switch addr {
+		case "www-data@localhost", "root":
+			return "web@example.com", false
+		case "alice@gmail.com":
+			return "app@example.com", true
+		}
+		return "", false
+	}
+	tests := []struct{ name, in, wantHead string }{
+		{"local with a name", "From: Shop <www-data@localhost>\nSubject: x\n\nb\n",
+			"From: \"Shop\" <web@example.com>\r\nSubject: x\r\n"},
+		{"bare with a comment", "From: root (Cron Daemon)\n\nb\n",
+			"From: \"Cron Daemon\" <web@example.com>\r\n"},
+		{"forced, with Reply-To", "Subject: y\nFrom: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= <alice@gmail.com>\n\nb\n",
+			"Subject: y\r\nFrom: =?utf-8?q?Gr=C3=BC=C3=9Fe?= <app@example.com>\r\nReply-To: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= <alice@gmail.com>\r\n"},
+		{"forced, Reply-To already there", "Reply-To: list@example.org\nFrom: alice@gmail.com\n\nb\n",
+			"Reply-To: list@example.org\r\nFrom: <app@example.com>\r\n"},
+		{"left alone", "From: Bob <bob@example.org>\n\nb\n",
+			"From: Bob <bob@example.org>\r\n"},
+		{"two addresses left alone", "From: root, alice@gmail.com\n\nb\n",
+			"From: root, alice@gmail.com\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions()
+			opts.RewriteFrom = rewrite
+			var buf bytes.Buffer
+			if _, err := Copy(&buf, strings.NewReader(tt.in), opts); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(buf.String(), tt.wantHead) {
+				t.Errorf("header:\n%s\nwant it to start with\n%s", buf.String(), tt.wantHead)
+			}
+			if n := strings.Count(strings.ToLower(buf.String()), "\nfrom:") + strings.Count(strings.ToLower(buf.String()[:5]), "from:"); n != 1 {
+				t.Errorf("%d From fields:\n%s", n, buf.String())
+			}
+		})
+	}
+}

@@ -102,6 +102,13 @@ func (l *List) Add(word string) error {
 	return nil
 }
 
+// IsLocal reports whether addr is a local address: a bare name, or one at
+// localhost, the host name or a local domain.
+func (l *List) IsLocal(addr string) bool {
+	_, ok := l.local(addr)
+	return ok
+}
+
 // Addrs returns the recipients, each once, in the order first added.
 func (l *List) Addrs() []string { return l.addrs }
 

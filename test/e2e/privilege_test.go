@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -308,5 +309,42 @@ func TestSetgidClosedDescriptors(t *testing.T) {
 	}
 	if _, err := os.ReadFile(filepath.Join(s.spool, ids[0]+".env")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestSetgidAllowFrom: with [rewrite] allow_from, www-data's -f outside
+// the patterns is replaced by its usual sender; one inside is kept; root
+// may give any.
+func TestSetgidAllowFrom(t *testing.T) {
+	s := newPrivSetup(t)
+	b, err := os.ReadFile(s.conf)
+	must(t, err)
+	must(t, os.WriteFile(s.conf, append(b, "\n[rewrite]\nallow_from = [\"*@example.com\"]\n"...), 0o640))
+	for _, tt := range []struct {
+		uid        int
+		f, wantEnv string
+	}{
+		{webUID, "evil@other.org", "www-data@example.com"},
+		{webUID, "shop@example.com", "shop@example.com"},
+		{0, "evil@other.org", "evil@other.org"},
+	} {
+		before := s.queued()
+		o := s.runAs(tt.uid, nil, privMessage, "-odq", "-f", tt.f, "b@example.net")
+		wantCode(t, o, 0, "")
+		var id string
+		for _, q := range s.queued() {
+			if !slices.Contains(before, q) {
+				id = q
+			}
+		}
+		b, err := os.ReadFile(filepath.Join(s.spool, id+".env"))
+		must(t, err)
+		var env struct {
+			From string `json:"from"`
+		}
+		must(t, json.Unmarshal(b, &env))
+		if env.From != tt.wantEnv {
+			t.Errorf("uid %d, -f %s: envelope sender %q, want %q", tt.uid, tt.f, env.From, tt.wantEnv)
+		}
 	}
 }
