@@ -1175,6 +1175,8 @@ var envSettings = []struct {
 	{"RELAYMAIL_DOMAIN", "domain"},
 	{"RELAYMAIL_FROM", "from"},
 	{"RELAYMAIL_DEFAULT_RECIPIENT", "default_recipient"},
+	{"RELAYMAIL_REWRITE_SENDER", "rewrite.sender"},
+	{"RELAYMAIL_REWRITE_FROM", "rewrite.from"},
 	{"RELAYMAIL_ALIASES", "aliases"}, // root=ops@example.com;www-data=web@example.com,root
 	{"RELAYMAIL_DELIVERY", "delivery"},
 	{"RELAYMAIL_QUEUE_DIR", "queue.dir"}, // "none": no spool
@@ -1224,6 +1226,10 @@ func (cl *configLoader) applyEnv(c *Config, env func(string) string) {
 			c.From = v
 		case "default_recipient":
 			c.DefaultRecipient = v
+		case "rewrite.sender":
+			c.Rewrite.Sender = v
+		case "rewrite.from":
+			c.Rewrite.From = v
 		case "aliases":
 			if c.Aliases == nil {
 				c.Aliases = map[string]string{}

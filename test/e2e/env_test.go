@@ -13,7 +13,8 @@ import (
 
 // TestEnvironmentOnly: a container with no config file, configured by
 // RELAYMAIL_* variables: cron's mail to root reaches the admin through
-// the smarthost with STARTTLS and AUTH, the password from a file.
+// the smarthost with STARTTLS and AUTH, the password from a file, sent as
+// the relay's account.
 func TestEnvironmentOnly(t *testing.T) {
 	srv := smarthost.New(t, smarthost.Options{Users: map[string]string{user: password}, AuthRequired: true})
 	dir := t.TempDir()
@@ -25,8 +26,9 @@ func TestEnvironmentOnly(t *testing.T) {
 		"RELAYMAIL_PASSWORD_FILE=" + secret,
 		"RELAYMAIL_CA_FILE=" + ca,
 		"RELAYMAIL_HOSTNAME=app01.example.com",
-		"RELAYMAIL_FROM=cron@example.com",
 		"RELAYMAIL_DEFAULT_RECIPIENT=admin@example.com",
+		"RELAYMAIL_REWRITE_SENDER=app01@example.com",
+		"RELAYMAIL_REWRITE_FROM=app01@example.com",
 		"RELAYMAIL_QUEUE_DIR=" + filepath.Join(dir, "spool"),
 	}
 	const msg = "From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@app01> backup\n\nok\n"
@@ -34,7 +36,10 @@ func TestEnvironmentOnly(t *testing.T) {
 	wantCode(t, o, 0, "")
 	msgs, err := srv.WaitMessages(1, 10*time.Second)
 	must(t, err)
-	wantEnvelope(t, msgs[0], "cron@example.com", "admin@example.com")
+	wantEnvelope(t, msgs[0], "app01@example.com", "admin@example.com")
+	if got := header(msgs[0].Data, "From"); got != `"Cron Daemon" <app01@example.com>` {
+		t.Errorf("From = %q, want the relay's account", got)
+	}
 	if msgs[0].AuthUser != user || !msgs[0].TLS {
 		t.Errorf("arrived with AUTH %q, TLS %v", msgs[0].AuthUser, msgs[0].TLS)
 	}
