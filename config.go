@@ -124,6 +124,11 @@ type RewriteConfig struct {
 	// revaliases does: the envelope sender of their mail (without -f), and
 	// the From field's address when that is local (www-data@localhost).
 	Users map[string]string `toml:"users"`
+	// QualifyHeaders adds @domain to bare names in the From, To, Cc,
+	// Reply-To and Sender fields ("To: root"), as the envelope's are. Off
+	// by default: rewriting what the writer wrote surprises more often
+	// than it helps.
+	QualifyHeaders bool `toml:"qualify_headers"`
 	// AllowFrom, when set, lists the -f (and MAIL FROM) addresses users
 	// other than root may give, as patterns ("*@example.com"); another is
 	// replaced by the user's usual sender. Unset, -f is free, as with

@@ -400,6 +400,15 @@ func (p *process) senderAllowed(cfg *Config, s string) bool {
 	return false
 }
 
+// qualifyDomain is intake's QualifyDomain: the domain with [rewrite]
+// qualify_headers, else "".
+func qualifyDomain(cfg *Config) string {
+	if cfg.Rewrite.QualifyHeaders {
+		return cfg.Domain
+	}
+	return ""
+}
+
 // fromRewrite is intake's RewriteFrom for the config: [rewrite] from for
 // every message, else the user's [rewrite.users] address for a From at a
 // local address (www-data@localhost, cron's root). Nil when neither is set.
@@ -508,6 +517,7 @@ func (p *process) accept(cfg *Config, inv Invocation, w io.Writer) (accepted, er
 		Now:               p.now,
 		MaxBytes:          int64(cfg.MaxMessageSize),
 		RewriteFrom:       p.fromRewrite(cfg),
+		QualifyDomain:     qualifyDomain(cfg),
 	})
 	if err != nil {
 		return a, err
@@ -650,11 +660,12 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 			}
 			copyIn := func(w io.Writer) (err error) {
 				a.intake, err = intake.Copy(w, data, intake.Options{
-					IgnoreDots:  true, // SMTP has removed the dot-stuffing
-					Hostname:    cfg.Hostname,
-					From:        p.fromHeader(cfg, inv, e.From),
-					Now:         p.now,
-					RewriteFrom: p.fromRewrite(cfg),
+					IgnoreDots:    true, // SMTP has removed the dot-stuffing
+					Hostname:      cfg.Hostname,
+					From:          p.fromHeader(cfg, inv, e.From),
+					Now:           p.now,
+					RewriteFrom:   p.fromRewrite(cfg),
+					QualifyDomain: qualifyDomain(cfg),
 				})
 				return err
 			}

@@ -41,11 +41,49 @@ import (
 // or one holding only empty groups, gives nil and no error. Errors are plain
 // (no exit code): the caller knows what the list was for.
 func ParseList(s string) ([]string, error) {
-	toks, err := tokenize(s)
+	found, err := parseList(s)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
+	for _, f := range found {
+		out = append(out, f.addr)
+	}
+	return out, nil
+}
+
+// QualifyList adds "@domain" to each bare name in the address list s
+// ("root, Ops <ops>" becomes "root@example.com, Ops <ops@example.com>"),
+// leaving the rest of s as it is: display names, comments, groups. It
+// reports whether it changed anything; s that does not parse is left
+// alone.
+func QualifyList(s, domain string) (string, bool) {
+	found, err := parseList(s)
+	if err != nil {
+		return s, false
+	}
+	out, changed := s, false
+	for i := len(found) - 1; i >= 0; i-- {
+		if f := found[i]; IsLocal(f.addr) {
+			out = out[:f.end] + "@" + domain + out[f.end:]
+			changed = true
+		}
+	}
+	return out, changed
+}
+
+// listAddr is an address ParseList found, and where it ends in the input.
+type listAddr struct {
+	addr string
+	end  int
+}
+
+func parseList(s string) ([]listAddr, error) {
+	toks, err := tokenize(s)
+	if err != nil {
+		return nil, err
+	}
+	var out []listAddr
 	inGroup := false
 	for i := 0; i < len(toks); {
 		if toks[i].isOp(',') {
@@ -97,7 +135,7 @@ func ParseList(s string) ([]string, error) {
 					return nil, err
 				}
 				if addr != "" { // "<>"
-					out = append(out, addr)
+					out = append(out, listAddr{addr, toks[k-1].end})
 				}
 				// What follows ">" starts a new address even without a
 				// comma, as in tok822.
@@ -115,7 +153,7 @@ func ParseList(s string) ([]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, addr)
+			out = append(out, listAddr{addr, toks[m-1].end})
 			start = m
 		}
 		i = j

@@ -268,5 +268,33 @@ func FuzzParseList(f *testing.F) {
 			_ = Qualify(a, "example.com")
 			_ = NeedsSMTPUTF8(a)
 		}
+		// QualifyList gives the same list, each bare name qualified.
+		q, _ := QualifyList(s, "example.com")
+		qaddrs, err := ParseList(q)
+		if err != nil || len(qaddrs) != len(addrs) {
+			t.Fatalf("QualifyList(%q) = %q: ParseList gives %q, %v; want %d addresses", s, q, qaddrs, err, len(addrs))
+		}
+		for i, a := range addrs {
+			if want := Qualify(a, "example.com"); qaddrs[i] != want {
+				t.Fatalf("QualifyList(%q) = %q: address %d is %q, want %q", s, q, i, qaddrs[i], want)
+			}
+		}
 	})
+}
+
+func TestQualifyList(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"root", "root@example.com"},
+		{"root, Ops <ops>", "root@example.com, Ops <ops@example.com>"},
+		{"root (Cron Daemon)", "root@example.com (Cron Daemon)"},
+		{`"john doe", a@x.org`, `"john doe"@example.com, a@x.org`},
+		{"team: root, b@y.org;", "team: root@example.com, b@y.org;"},
+		{"a@x.org", "a@x.org"},
+		{"a@@x", "a@@x"},
+	} {
+		got, changed := QualifyList(tt.in, "example.com")
+		if got != tt.want || changed != (tt.in != tt.want) {
+			t.Errorf("QualifyList(%q) = %q, %v; want %q", tt.in, got, changed, tt.want)
+		}
+	}
 }

@@ -72,10 +72,14 @@ type Options struct {
 	// rewritten to it, its display name kept, and with replyTo the old
 	// field's value becomes Reply-To unless the message has one.
 	RewriteFrom func(addr string) (newAddr string, replyTo bool)
-	Hostname    string           // right side of a generated Message-ID; "" means "localhost"
-	From        string           // complete From header value to add when the message has none ("" = don't add)
-	Now         func() time.Time // for Date and the Message-ID; nil = time.Now
-	Rand        io.Reader        // for the Message-ID; nil = crypto/rand
+	// QualifyDomain, when set, is added to bare names in the address
+	// fields (From, To, Cc, Reply-To, Sender and their Resent- forms):
+	// "To: root" becomes "To: root@example.com".
+	QualifyDomain string
+	Hostname      string           // right side of a generated Message-ID; "" means "localhost"
+	From          string           // complete From header value to add when the message has none ("" = don't add)
+	Now           func() time.Time // for Date and the Message-ID; nil = time.Now
+	Rand          io.Reader        // for the Message-ID; nil = crypto/rand
 }
 
 // Result describes what Copy wrote.
@@ -411,6 +415,11 @@ func (c *copier) writeHeader(block []byte, host string) (Result, error) {
 				}
 			}
 			hasFrom = true
+			raws = append(raws, c.qualified(f.key, f.value, f.raw))
+			continue
+		case "to", "cc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc", "resent-sender":
+			raws = append(raws, c.qualified(f.key, f.value, f.raw))
+			continue
 		case "message-id":
 			if !hasID {
 				res.MessageID = msgID(f.value)
@@ -460,6 +469,42 @@ func msgID(v string) string {
 		}
 	}
 	return strings.TrimSpace(v)
+}
+
+// qualified returns the field raw with QualifyDomain added to its bare
+// names, or raw as it is.
+func (c *copier) qualified(key, value string, raw []byte) []byte {
+	if c.opts.QualifyDomain == "" {
+		return raw
+	}
+	v, changed := address.QualifyList(value, c.opts.QualifyDomain)
+	if !changed {
+		return raw
+	}
+	return foldField(key, v)
+}
+
+// foldField writes "key: value" CRLF, folding after the commas that keep
+// lines under 78 characters where it can (RFC 5322 2.1.1).
+func foldField(key, value string) []byte {
+	var b strings.Builder
+	b.WriteString(key + ":")
+	line := len(key) + 1
+	for i, part := range strings.Split(value, ",") {
+		part = strings.TrimLeft(part, " \t")
+		if i > 0 {
+			b.WriteByte(',')
+			line++
+			if line+1+len(part) > 78 {
+				b.WriteString("\r\n")
+				line = 0
+			}
+		}
+		b.WriteString(" " + part)
+		line += 1 + len(part)
+	}
+	b.WriteString("\r\n")
+	return []byte(b.String())
 }
 
 // rewriteFrom returns the From field with the address rewrite gives for

@@ -893,3 +893,36 @@ func TestRewriteFrom(t *testing.T) {
 		})
 	}
 }
+
+// TestQualifyDomain: bare names in the address fields get the domain,
+// the rest of each field as it was; other fields are left alone.
+func TestQualifyDomain(t *testing.T) {
+	opts := testOptions()
+	opts.QualifyDomain = "example.com"
+	in := "From: root (Cron Daemon)\nTo: admin, \"Doe, John\" <john>,\n b@example.org\nCc: team: ops;\nSubject: root\nX-Owner: root\n\nbody\n"
+	var buf bytes.Buffer
+	if _, err := Copy(&buf, strings.NewReader(in), opts); err != nil {
+		t.Fatal(err)
+	}
+	want := "From: root@example.com (Cron Daemon)\r\n" +
+		"To: admin@example.com, \"Doe, John\" <john@example.com>, b@example.org\r\n" +
+		"Cc: team: ops@example.com;\r\n" +
+		"Subject: root\r\nX-Owner: root\r\n"
+	if !strings.HasPrefix(buf.String(), want) {
+		t.Errorf("header:\n%s\nwant it to start with\n%s", buf.String(), want)
+	}
+	long := "To: " + strings.Repeat("someone, ", 20) + "last\n\nb\n"
+	buf.Reset()
+	if _, err := Copy(&buf, strings.NewReader(long), opts); err != nil {
+		t.Fatal(err)
+	}
+	head, _, _ := strings.Cut(buf.String(), "\r\n\r\n")
+	for _, line := range strings.Split(head, "\r\n") {
+		if len(line) > 78 {
+			t.Errorf("line of %d characters: %q", len(line), line)
+		}
+	}
+	if got, err := address.ParseList(strings.TrimPrefix(strings.ReplaceAll(strings.SplitN(head, "\r\nDate:", 2)[0], "\r\n", ""), "To:")); err != nil || len(got) != 21 || got[0] != "someone@example.com" {
+		t.Errorf("folded To gives %q, %v", got, err)
+	}
+}

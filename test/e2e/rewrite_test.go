@@ -47,3 +47,22 @@ func TestRewriteForced(t *testing.T) {
 		t.Errorf("not exactly one From field:\n%s", m.Data)
 	}
 }
+
+// TestQualifyHeaders: with qualify_headers, cron's bare "To: root" and
+// "From: root" leave with the domain; without it they leave as written.
+func TestQualifyHeaders(t *testing.T) {
+	const msg = "From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@app01> backup\n\nok\n"
+	for _, on := range []bool{true, false} {
+		s := newSetup(t, smarthost.Options{}, "", "")
+		if on {
+			appendConfig(t, s.conf, "[rewrite]\nqualify_headers = true\n")
+		}
+		wantCode(t, s.run(msg, "-i", "root"), 0, "")
+		m := s.delivered(1)[0]
+		from, to := header(m.Data, "From"), header(m.Data, "To")
+		if on && (from != "root@example.com (Cron Daemon)" || to != "root@example.com") ||
+			!on && (from != "root (Cron Daemon)" || to != "root") {
+			t.Errorf("qualify_headers %v: From %q, To %q", on, from, to)
+		}
+	}
+}
