@@ -65,7 +65,13 @@ func QualifyList(s, domain string) (string, bool) {
 	out, changed := s, false
 	for i := len(found) - 1; i >= 0; i-- {
 		if f := found[i]; IsLocal(f.addr) {
-			out = out[:f.end] + "@" + domain + out[f.end:]
+			sep := ""
+			if f.end < len(out) && !strings.ContainsRune(" \t\r\n,;>(", rune(out[f.end])) {
+				// Two words with nothing between them ("a"b) are two
+				// addresses to ParseList; qualified, they need a space.
+				sep = " "
+			}
+			out = out[:f.end] + "@" + domain + sep + out[f.end:]
 			changed = true
 		}
 	}
