@@ -40,26 +40,15 @@ func newCerts(badCert, wrongName bool, now time.Time) (*certs, error) {
 			return nil, err
 		}
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: DefaultHostname},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     serverNames,
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
+	tmpl := leafTemplate(DefaultHostname, x509.ExtKeyUsageServerAuth, now)
+	tmpl.DNSNames = serverNames
+	tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 	if wrongName {
 		tmpl.Subject.CommonName = wrongNameHost
 		tmpl.DNSNames = []string{wrongNameHost}
 		tmpl.IPAddresses = nil
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	der, key, err := newLeaf(tmpl, signer, signerKey)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +59,33 @@ func newCerts(badCert, wrongName bool, now time.Time) (*certs, error) {
 			PrivateKey:  key,
 		},
 	}, nil
+}
+
+// leafTemplate is a certificate for name and usage, valid from an hour
+// before now for a day.
+func leafTemplate(name string, usage x509.ExtKeyUsage, now time.Time) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+}
+
+// newLeaf makes a P-256 key and the certificate of tmpl for it, signed by
+// signer.
+func newLeaf(tmpl, signer *x509.Certificate, signerKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return der, key, nil
 }
 
 func newCA(name string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
@@ -120,19 +136,7 @@ func ClientCertificate(commonName string) (caPEM, certPEM, keyPEM []byte, err er
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: commonName},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	der, key, err := newLeaf(leafTemplate(commonName, x509.ExtKeyUsageClientAuth, now), ca, caKey)
 	if err != nil {
 		return nil, nil, nil, err
 	}
