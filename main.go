@@ -81,6 +81,12 @@ type process struct {
 	priv   privilege.Privileges
 	now    func() time.Time
 	user   *user.User
+	// aliases are those of cfg, loaded once (aliasTable).
+	aliases struct {
+		cfg   *Config
+		table aliases.Table
+		err   error
+	}
 }
 
 // run is the whole program; it returns the exit status.
@@ -160,7 +166,7 @@ func (p *process) main(args []string) error {
 	}
 	switch inv.Mode {
 	case ModeAliases:
-		table, err := aliasTable(cfg)
+		table, err := p.aliasTable(cfg)
 		if err != nil {
 			return err
 		}
@@ -268,7 +274,18 @@ func fqdn() string {
 	return host
 }
 
-func aliasTable(cfg *Config) (aliases.Table, error) {
+func (p *process) aliasTable(cfg *Config) (aliases.Table, error) {
+	// Once per process: -bs asks for every RCPT.
+	if p.aliases.cfg != cfg {
+		p.aliases.cfg = cfg
+		p.aliases.table, p.aliases.err = loadAliases(cfg)
+	}
+	return p.aliases.table, p.aliases.err
+}
+
+// loadAliases builds the aliases of the config's [aliases] table and
+// aliases_file.
+func loadAliases(cfg *Config) (aliases.Table, error) {
 	t, err := aliases.New(cfg.Aliases, address.ParseList)
 	if err != nil {
 		return nil, sysexits.Errorf(sysexits.Config, "%s: [aliases] %v", cfg.Path, err)
@@ -291,8 +308,8 @@ func aliasTable(cfg *Config) (aliases.Table, error) {
 }
 
 // recipients returns an empty recipient list for the config.
-func recipients(cfg *Config) (*recipient.List, error) {
-	table, err := aliasTable(cfg)
+func (p *process) recipients(cfg *Config) (*recipient.List, error) {
+	table, err := p.aliasTable(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -418,7 +435,7 @@ func (p *process) fromRewrite(cfg *Config) func(string) (string, bool) {
 	if cfg.Rewrite.From == "" && own == "" {
 		return nil
 	}
-	rs, _ := recipients(cfg)
+	rs, _ := p.recipients(cfg)
 	return func(addr string) (string, bool) {
 		local := rs != nil && rs.IsLocal(addr)
 		if cfg.Rewrite.From != "" {
@@ -461,13 +478,13 @@ func (p *process) fromHeader(cfg *Config, inv Invocation, sender string) string 
 }
 
 func (p *process) verify(cfg *Config, inv Invocation) error {
-	if _, err := recipients(cfg); err != nil {
+	if _, err := p.recipients(cfg); err != nil {
 		return err
 	}
 	for _, word := range inv.Recipients {
 		// Each address on its own: two that reach the same place both
 		// say so.
-		rs, _ := recipients(cfg)
+		rs, _ := p.recipients(cfg)
 		if err := addRecipient(cfg, rs, word, sysexits.Usage, "arguments"); err != nil {
 			return err
 		}
@@ -497,7 +514,7 @@ type accepted struct {
 // Errors carry their exit code; nothing has been sent or committed.
 func (p *process) accept(cfg *Config, inv Invocation, w io.Writer) (accepted, error) {
 	var a accepted
-	rs, err := recipients(cfg)
+	rs, err := p.recipients(cfg)
 	if err != nil {
 		return a, err
 	}
@@ -614,7 +631,7 @@ func (p *process) envelope(inv Invocation, a accepted) *spool.Envelope {
 // -B and the DSN flags do not apply (SMTP says all that), -F still names
 // the From added to a message without one.
 func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
-	if _, err := recipients(cfg); err != nil {
+	if _, err := p.recipients(cfg); err != nil {
 		return err // a broken [aliases] table stops us before the greeting
 	}
 	direct := cfg.Queue.Dir == ""
@@ -641,7 +658,7 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 			return p.sender(cfg, i)
 		},
 		Recipient: func(addr string) ([]string, error) {
-			rs, err := recipients(cfg)
+			rs, err := p.recipients(cfg)
 			if err == nil {
 				err = addRecipient(cfg, rs, addr, sysexits.Usage, "RCPT TO")
 			}
@@ -1011,7 +1028,7 @@ func (p *process) checkSetup(cfg *Config, inv Invocation) error {
 	default:
 		fmt.Fprintf(w, "  login %q, auth %s, password from the command %q\n", sh.Username, sh.Auth, sh.PasswordCommand)
 	}
-	table, err := aliasTable(cfg)
+	table, err := p.aliasTable(cfg)
 	if err != nil {
 		return err
 	}
