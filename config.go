@@ -1268,7 +1268,7 @@ func (cl *configLoader) applyEnv(c *Config, env func(string) string) {
 func (cl *configLoader) applySmarthostURL(sh *Smarthost, v string) error {
 	u, err := url.Parse(v)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("%q is not smtp://[user@]host[:port] (or smtps://, smtp+plain://)", v)
+		return fmt.Errorf("%q is not smtp://[user@]host[:port] (or smtps://, smtp+plain://)", redactURL(v))
 	}
 	switch u.Scheme {
 	case "smtp", "smtp+starttls":
@@ -1287,7 +1287,7 @@ func (cl *configLoader) applySmarthostURL(sh *Smarthost, v string) error {
 		sh.Username = u.User.Username()
 	}
 	if u.Path != "" && u.Path != "/" {
-		return fmt.Errorf("%q: the URL has a path; write smtp://[user@]host[:port]", v)
+		return fmt.Errorf("%q: the URL has a path; write smtp://[user@]host[:port]", redactURL(v))
 	}
 	sh.Host = u.Hostname()
 	if p := u.Port(); p != "" {
@@ -1305,4 +1305,14 @@ func (cl *configLoader) applySmarthostURL(sh *Smarthost, v string) error {
 // defined reports whether the file or the environment sets key.
 func (cl *configLoader) defined(key ...string) bool {
 	return cl.md.IsDefined(key...) || cl.fromEnv[strings.Join(key, ".")] != ""
+}
+
+// redactURL hides what a URL holds before the host ("user:password@"):
+// an error message must not show a password someone put there.
+func redactURL(v string) string {
+	i, j := strings.Index(v, "//"), strings.LastIndex(v, "@")
+	if i >= 0 && j > i+2 {
+		return v[:i+2] + "...@" + v[j+1:]
+	}
+	return v
 }

@@ -477,6 +477,7 @@ func TestConfigEnv(t *testing.T) {
 		{map[string]string{"RELAYMAIL_ALIASES": "root ops@x"}, `$RELAYMAIL_ALIASES: "root ops@x" is not name=address[,address...]`},
 		{map[string]string{"RELAYMAIL_FROM": "web"}, `from "web" must be a full address, such as "web@example.com" (set by $RELAYMAIL_FROM)`},
 		{map[string]string{"RELAYMAIL_SMARTHOST": "smtp://h.example.com:99999"}, "port 99999 is out of range (1-65535) (set by $RELAYMAIL_SMARTHOST)"},
+		{map[string]string{"RELAYMAIL_SMARTHOST": "smtp://user:secret@mail.example.com:58x7"}, `"smtp://...@mail.example.com:58x7" is not smtp://`},
 	} {
 		_, err := loadConfig(file, ConfigDefaults{Hostname: "x.example", Env: env(tt.env)})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -181,6 +181,12 @@ func (p *process) main(args []string) error {
 	case ModeList:
 		return p.listQueue(cfg, inv)
 	case ModeQueue:
+		if !p.priv.Admin() {
+			// A queue run delivers everyone's mail; -v would show
+			// everyone's envelopes and the relay's replies to a user
+			// whose mailq shows only its own.
+			inv.Verbose = 0
+		}
 		return p.runQueue(cfg, inv)
 	case ModeDelete, ModeRequeue:
 		return p.adminQueue(cfg, inv)
@@ -196,12 +202,18 @@ func (p *process) main(args []string) error {
 // can read, or "".
 func exposedSecret(cfg *Config) string {
 	sh := cfg.Smarthost
-	if sh.Password != "" && cfg.Mode&0o004 != 0 {
+	switch {
+	case cfg.Mode&0o002 != 0:
+		return fmt.Sprintf("%s can be changed by every user (mode %04o), and with it where mail and the password go", cfg.Path, cfg.Mode)
+	case sh.Password != "" && cfg.Mode&0o004 != 0:
 		return fmt.Sprintf("%s holds the relay password and every user can read it (mode %04o)", cfg.Path, cfg.Mode)
 	}
-	if sh.PasswordFile != "" {
-		if fi, err := os.Stat(sh.PasswordFile); err == nil && fi.Mode().Perm()&0o004 != 0 {
-			return fmt.Sprintf("password_file %s can be read by every user (mode %04o)", sh.PasswordFile, fi.Mode().Perm())
+	for _, f := range []struct{ key, path string }{{"password_file", sh.PasswordFile}, {"tls_key_file", sh.TLSKeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if fi, err := os.Stat(f.path); err == nil && fi.Mode().Perm()&0o006 != 0 {
+			return fmt.Sprintf("%s %s can be read or changed by every user (mode %04o)", f.key, f.path, fi.Mode().Perm())
 		}
 	}
 	return ""
@@ -341,7 +353,16 @@ func (p *process) sender(cfg *Config, inv Invocation) (string, error) {
 		}
 		switch len(addrs) {
 		case 0:
-			return "", nil // -f '<>': a bounce stays a bounce
+			// -f '<>', for a bounce or an auto-reply: root's stays, but a
+			// user's null sender passes [rewrite] only when allow_from
+			// lists "<>", else it would slip by sender and allow_from.
+			if p.priv.UID == 0 || cfg.Rewrite.Sender == "" && (cfg.Rewrite.AllowFrom == nil || slices.Contains(cfg.Rewrite.AllowFrom, "<>")) {
+				return "", nil
+			}
+			if cfg.Rewrite.Sender != "" {
+				return cfg.Rewrite.Sender, nil
+			}
+			return p.notAllowed(cfg, inv, "<>")
 		case 1:
 			if err := address.Check(addrs[0]); err != nil {
 				return "", sysexits.Errorf(sysexits.Usage, "bad sender: %v", err)
@@ -350,16 +371,7 @@ func (p *process) sender(cfg *Config, inv Invocation) (string, error) {
 			if p.senderAllowed(cfg, s) {
 				return p.forcedSender(cfg, s), nil
 			}
-			// Not one the config lets this user give: the usual sender
-			// instead, as the log says.
-			usual, err := p.usualSender(cfg)
-			if err != nil {
-				return "", err
-			}
-			log := maillog.New(maillog.Options{Syslog: true, Fallback: p.stderr, Echo: inv.Verbose > 0})
-			log.Warn(fmt.Sprintf("-f %s is not in [rewrite] allow_from for uid %d: sending as %s", s, p.priv.UID, usual))
-			log.Close()
-			return p.forcedSender(cfg, usual), nil
+			return p.notAllowed(cfg, inv, s)
 		default:
 			return "", sysexits.Errorf(sysexits.Usage, "bad sender %q: more than one address", inv.Sender)
 		}
@@ -369,6 +381,19 @@ func (p *process) sender(cfg *Config, inv Invocation) (string, error) {
 		return "", err
 	}
 	return p.forcedSender(cfg, s), nil
+}
+
+// notAllowed is the sender of a user whose -f (s) [rewrite] allow_from
+// does not let through: the usual one, as the log says.
+func (p *process) notAllowed(cfg *Config, inv Invocation, s string) (string, error) {
+	usual, err := p.usualSender(cfg)
+	if err != nil {
+		return "", err
+	}
+	log := maillog.New(maillog.Options{Syslog: true, Fallback: p.stderr, Echo: inv.Verbose > 0})
+	log.Warn(fmt.Sprintf("-f %s is not in [rewrite] allow_from for uid %d: sending as %s", s, p.priv.UID, usual))
+	log.Close()
+	return p.forcedSender(cfg, usual), nil
 }
 
 // usualSender is the envelope sender without -f: the user's address from
@@ -429,18 +454,20 @@ func qualifyDomain(cfg *Config) string {
 // fromRewrite is intake's RewriteFrom for the config: [rewrite] from for
 // every message, else the user's [rewrite.users] address for a From at a
 // local address (www-data@localhost, cron's root). Nil when neither is set.
-func (p *process) fromRewrite(cfg *Config) func(string) (string, bool) {
+func (p *process) fromRewrite(cfg *Config) func([]string) (string, bool) {
 	u, err := p.currentUser()
 	own := cfg.Rewrite.Users[p.loginName(u, err)]
 	if cfg.Rewrite.From == "" && own == "" {
 		return nil
 	}
 	rs, _ := p.recipients(cfg)
-	return func(addr string) (string, bool) {
-		local := rs != nil && rs.IsLocal(addr)
+	return func(addrs []string) (string, bool) {
+		local := len(addrs) == 1 && rs != nil && rs.IsLocal(addrs[0])
 		if cfg.Rewrite.From != "" {
-			// A local From is no address to reply to.
-			return cfg.Rewrite.From, cfg.Rewrite.ReplyTo && !local
+			// Whatever the field holds, even nothing that parses. A
+			// local From is no address to reply to.
+			same := len(addrs) == 1 && strings.EqualFold(addrs[0], cfg.Rewrite.From)
+			return cfg.Rewrite.From, cfg.Rewrite.ReplyTo && !local && !same && len(addrs) > 0
 		}
 		if local {
 			return own, false
@@ -1026,7 +1053,8 @@ func (p *process) checkSetup(cfg *Config, inv Invocation) error {
 	case sh.PasswordFile != "":
 		fmt.Fprintf(w, "  login %q, auth %s, password from %s\n", sh.Username, sh.Auth, sh.PasswordFile)
 	default:
-		fmt.Fprintf(w, "  login %q, auth %s, password from the command %q\n", sh.Username, sh.Auth, sh.PasswordCommand)
+		// Only the program: its arguments may hold a token.
+		fmt.Fprintf(w, "  login %q, auth %s, password from the command %s (arguments not shown)\n", sh.Username, sh.Auth, sh.PasswordCommand[0])
 	}
 	table, err := p.aliasTable(cfg)
 	if err != nil {
@@ -1155,6 +1183,7 @@ func (p *process) relayOptions(cfg *Config, inv Invocation) (relayOptions, error
 			File:    sh.PasswordFile,
 			Command: sh.PasswordCommand,
 			Env:     p.commandEnv(),
+			Dir:     p.commandDir(),
 		},
 	}
 	if sh.TLSServerName != "" {
@@ -1173,6 +1202,7 @@ func (p *process) relayOptions(cfg *Config, inv Invocation) (relayOptions, error
 	}
 	o.CertFiles, o.CertDirs = trust.FromEnv(p.env)
 	o.Pins = sh.TLSFingerprint
+	o.PlaintextAuth = sh.AllowPlaintextAuth || sh.InsecurePlaintextAuth
 	o.MinVersion = sh.TLSMinVersion.Number()
 	if sh.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(sh.TLSCertFile, sh.TLSKeyFile)
@@ -1187,10 +1217,26 @@ func (p *process) relayOptions(cfg *Config, inv Invocation) (relayOptions, error
 	return o, nil
 }
 
+// commandDir is where password_command runs: "/" when setgid (the
+// caller's directory could hold a module the command loads, like a
+// Python script's json.py), else the caller's.
+func (p *process) commandDir() string {
+	if p.priv.Raised() {
+		return "/"
+	}
+	return ""
+}
+
 // commandEnv is the environment of password_command: PATH and HOME only.
 func (p *process) commandEnv() []string {
 	path := "/usr/local/bin:/usr/bin:/bin"
 	home := "/"
+	if p.priv.Raised() {
+		// Nothing of the caller's: its HOME holds the dot files that
+		// steer many programs (~/.curlrc), and the command runs with the
+		// group's rights (and in /, see relayOptions).
+		return []string{"PATH=" + path, "HOME=" + home}
+	}
 	if u, err := p.currentUser(); err == nil && u.HomeDir != "" {
 		home = u.HomeDir
 	}
@@ -1245,7 +1291,7 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, opts relayOptions, log *m
 		MaxAge: time.Duration(cfg.Queue.MaxAge),
 		Bounce: queue.NewBouncer(queue.BounceOptions{
 			Spool: sp, ReportingMTA: cfg.Hostname, Domain: cfg.Domain,
-			RemoteMTA: cfg.Smarthost.Host, Now: p.now, UID: os.Getuid(),
+			RemoteMTA: cfg.Smarthost.Host, Now: p.now,
 		}),
 	})
 }

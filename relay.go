@@ -55,11 +55,14 @@ type relayOptions struct {
 	// ClientCert is presented when the server asks for one, or nil.
 	ClientCert *tls.Certificate
 	MinVersion uint16 // tls.VersionTLS12 when 0
-	Auth       AuthMode
-	Username   string
-	Secret     secret.Source
-	Hostname   string        // EHLO name
-	Timeout    time.Duration // connect, and each read or write
+	// PlaintextAuth lets AUTH go without TLS to a relay that is not on
+	// this machine (allow_plaintext_auth).
+	PlaintextAuth bool
+	Auth          AuthMode
+	Username      string
+	Secret        secret.Source
+	Hostname      string        // EHLO name
+	Timeout       time.Duration // connect, and each read or write
 	// DataTimeout bounds the wait for the reply to the final dot, which a
 	// server may spend scanning a large message (RFC 5321 4.5.3.2.6: 10 min).
 	DataTimeout time.Duration
@@ -202,6 +205,16 @@ func dial(ctx context.Context, o relayOptions) (*session, error) {
 	if rerr != nil {
 		rerr.Addr = o.Addr
 		return nil, rerr
+	}
+	if o.TLS == TLSNone && o.Username != "" && o.Auth != AuthNone && !o.PlaintextAuth {
+		// The config allowed it for a loopback host by name; what was
+		// dialled decides.
+		if a, ok := ic.RemoteAddr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
+			c.Close()
+			return nil, &relayError{Addr: o.Addr, Stage: "authentication",
+				Err:  fmt.Errorf("refusing to send the password unencrypted to %s, which is not this machine", ic.RemoteAddr()),
+				Hint: `use tls = "starttls" or "tls", or set allow_plaintext_auth = true if the network to the smarthost is trusted`}
+		}
 	}
 	mech, rerr := authenticate(ctx, c, o)
 	if rerr != nil {

@@ -67,11 +67,14 @@ type Options struct {
 	ExtractRecipients bool  // -t: take recipients from the header
 	MaxHeaderBytes    int   // bound on the header block, line endings counted as CRLF; 0 or less means DefaultMaxHeaderBytes
 	MaxBytes          int64 // bound on the whole message as written; 0 means none
-	// RewriteFrom, when set, is asked about the address of the message's
-	// first From field and may return another ("" keeps it): the field is
-	// rewritten to it, its display name kept, and with replyTo the old
-	// field's value becomes Reply-To unless the message has one.
-	RewriteFrom func(addr string) (newAddr string, replyTo bool)
+	// RewriteFrom, when set, is asked about each From field, given its
+	// addresses (nil when it does not parse), and may return an address
+	// ("" keeps the field): the first such field becomes a From of that
+	// address, its display name kept when it had one address; any later
+	// one is dropped, so that no From the rewriting did not choose is
+	// left; and with replyTo the first old value becomes Reply-To unless
+	// the message has one.
+	RewriteFrom func(addrs []string) (newAddr string, replyTo bool)
 	// QualifyDomain, when set, is added to bare names in the address
 	// fields (From, To, Cc, Reply-To, Sender and their Resent- forms):
 	// "To: root" becomes "To: root@example.com".
@@ -404,13 +407,15 @@ func (c *copier) writeHeader(block []byte, host string) (Result, error) {
 		case "date":
 			hasDate = true
 		case "from":
-			if !hasFrom && c.opts.RewriteFrom != nil {
+			if c.opts.RewriteFrom != nil {
 				if raw, replyTo, ok := rewriteFrom(f.key, f.value, c.opts.RewriteFrom); ok {
-					hasFrom = true
-					raws = append(raws, raw)
-					if replyTo && !hasReplyTo {
-						raws = append(raws, []byte("Reply-To:"+strings.TrimRight(string(f.raw[len(f.key)+1:]), "\r\n")+"\r\n"))
+					if !hasFrom {
+						raws = append(raws, raw)
+						if replyTo && !hasReplyTo {
+							raws = append(raws, []byte("Reply-To:"+strings.TrimRight(string(f.raw[len(f.key)+1:]), "\r\n")+"\r\n"))
+						}
 					}
+					hasFrom = true
 					continue
 				}
 			}
@@ -495,6 +500,9 @@ func foldField(key, value string) []byte {
 		if i > 0 {
 			b.WriteByte(',')
 			line++
+			if part == "" {
+				continue // "a,,b" or a trailing comma: nothing to fold for
+			}
 			if line+1+len(part) > 78 {
 				b.WriteString("\r\n")
 				line = 0
@@ -508,21 +516,22 @@ func foldField(key, value string) []byte {
 }
 
 // rewriteFrom returns the From field with the address rewrite gives for
-// value's, keeping its display name (or the comment a bare "root (Cron
-// Daemon)" carries), and whether the old value should become Reply-To. It
-// returns false when there is nothing to change or value has not exactly
-// one address.
-func rewriteFrom(key, value string, rewrite func(string) (string, bool)) ([]byte, bool, bool) {
+// value's addresses, keeping the display name of a single address (or the
+// comment a bare "root (Cron Daemon)" carries), and whether the old value
+// should become Reply-To. It returns false when rewrite keeps the field.
+func rewriteFrom(key, value string, rewrite func([]string) (string, bool)) ([]byte, bool, bool) {
 	addrs, err := address.ParseList(value)
-	if err != nil || len(addrs) != 1 {
-		return nil, false, false
+	if err != nil {
+		addrs = nil
 	}
-	newAddr, replyTo := rewrite(addrs[0])
-	if newAddr == "" || newAddr == addrs[0] {
+	newAddr, replyTo := rewrite(addrs)
+	if newAddr == "" {
 		return nil, false, false
 	}
 	var name string
-	if a, err := mail.ParseAddress(value); err == nil {
+	if len(addrs) != 1 {
+		// No one display name to keep.
+	} else if a, err := mail.ParseAddress(value); err == nil {
 		name = a.Name
 	} else if i, j := strings.IndexByte(value, '('), strings.LastIndexByte(value, ')'); i >= 0 && j > i {
 		name = strings.TrimSpace(value[i+1 : j])

@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -853,11 +854,17 @@ func TestMaxBytes(t *testing.T) {
 // with its display name (or a bare address's comment) kept, and the old
 // value as Reply-To when asked and there is none.
 func TestRewriteFrom(t *testing.T) {
-	rewrite := func(addr string) (string, bool) {
-		switch addr {
+	rewrite := func(addrs []string) (string, bool) {
+		if len(addrs) != 1 {
+			if slices.Contains(addrs, "boss@bank.example") || addrs == nil {
+				return "app@example.com", true // forced: whatever the field holds
+			}
+			return "", false
+		}
+		switch addrs[0] {
 		case "www-data@localhost", "root":
 			return "web@example.com", false
-		case "alice@gmail.com":
+		case "alice@gmail.com", "boss@bank.example":
 			return "app@example.com", true
 		}
 		return "", false
@@ -875,6 +882,12 @@ func TestRewriteFrom(t *testing.T) {
 			"From: Bob <bob@example.org>\r\n"},
 		{"two addresses left alone", "From: root, alice@gmail.com\n\nb\n",
 			"From: root, alice@gmail.com\r\n"},
+		{"forced over two addresses", "From: Boss <boss@bank.example>, x@y.example\n\nb\n",
+			"From: <app@example.com>\r\nReply-To: Boss <boss@bank.example>, x@y.example\r\n"},
+		{"forced over one that does not parse", "From: Boss <boss@bank.example> <\n\nb\n",
+			"From: <app@example.com>\r\nReply-To: Boss <boss@bank.example> <\r\n"},
+		{"a second From is dropped", "From: alice@gmail.com\nFrom: Boss <boss@bank.example>\nSubject: s\n\nb\n",
+			"From: <app@example.com>\r\nReply-To: alice@gmail.com\r\nSubject: s\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -911,18 +924,18 @@ func TestQualifyDomain(t *testing.T) {
 	if !strings.HasPrefix(buf.String(), want) {
 		t.Errorf("header:\n%s\nwant it to start with\n%s", buf.String(), want)
 	}
-	long := "To: " + strings.Repeat("someone, ", 20) + "last\n\nb\n"
+	long := "To: " + strings.Repeat("someone, ", 20) + "last, " + strings.Repeat("a", 64) + ",\n\nb\n"
 	buf.Reset()
 	if _, err := Copy(&buf, strings.NewReader(long), opts); err != nil {
 		t.Fatal(err)
 	}
 	head, _, _ := strings.Cut(buf.String(), "\r\n\r\n")
 	for _, line := range strings.Split(head, "\r\n") {
-		if len(line) > 78 {
+		if len(line) > 78 || strings.TrimSpace(line) == "" {
 			t.Errorf("line of %d characters: %q", len(line), line)
 		}
 	}
-	if got, err := address.ParseList(strings.TrimPrefix(strings.ReplaceAll(strings.SplitN(head, "\r\nDate:", 2)[0], "\r\n", ""), "To:")); err != nil || len(got) != 21 || got[0] != "someone@example.com" {
+	if got, err := address.ParseList(strings.TrimPrefix(strings.ReplaceAll(strings.SplitN(head, "\r\nDate:", 2)[0], "\r\n", ""), "To:")); err != nil || len(got) != 22 || got[0] != "someone@example.com" {
 		t.Errorf("folded To gives %q, %v", got, err)
 	}
 }

@@ -18,7 +18,6 @@ type BounceOptions struct {
 	Domain       string // the bounce comes from MAILER-DAEMON@Domain
 	RemoteMTA    string // the smarthost's name, for Remote-MTA
 	Now          func() time.Time
-	UID          int
 }
 
 // NewBouncer returns an Options.Bounce that queues an RFC 3464 delivery
@@ -60,8 +59,11 @@ func NewBouncer(o BounceOptions) func(env *spool.Envelope, failed []spool.Recipi
 			EightBit:    res.EightBit,
 			MessageID:   res.MessageID,
 			NextAttempt: o.Now(),
-			UID:         o.UID,
-			User:        "MAILER-DAEMON",
+			// The bounce belongs to the user who sent the message, not to
+			// whoever ran the queue: its mailq shows it, and only it (and
+			// root and the group) may delete it.
+			UID:  env.UID,
+			User: "MAILER-DAEMON",
 		})
 	}
 }

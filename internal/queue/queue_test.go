@@ -531,3 +531,27 @@ func (t *timedSession) Send(env *spool.Envelope, rcpts []string, body io.Reader)
 	t.at = time.Now()
 	return t.fakeSession.Send(env, rcpts, body)
 }
+
+// TestBounceBelongsToSender: the bounce is queued from the null sender to
+// the original sender, under the original sender's uid (so its mailq, not
+// the queue runner's, shows it).
+func TestBounceBelongsToSender(t *testing.T) {
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bounce := NewBouncer(BounceOptions{Spool: sp, ReportingMTA: "app01.example.com", Domain: "example.com", Now: time.Now})
+	env := &spool.Envelope{From: "web@example.com", UID: 33, User: "www-data", Created: time.Now()}
+	failed := []spool.Recipient{{Addr: "b@example.net", State: spool.Failed, Code: 550, Reply: "550 5.1.1 no such user"}}
+	if err := bounce(env, failed, strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	envs, errs := sp.List()
+	if len(errs) != 0 || len(envs) != 1 {
+		t.Fatalf("spool holds %d envelopes (%v), want the bounce", len(envs), errs)
+	}
+	b := envs[0]
+	if b.UID != 33 || b.From != "" || len(b.Recipients) != 1 || b.Recipients[0].Addr != "web@example.com" {
+		t.Errorf("bounce envelope uid %d, from %q, to %v; want uid 33 from <> to web@example.com", b.UID, b.From, b.Recipients)
+	}
+}

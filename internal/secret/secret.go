@@ -11,8 +11,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -27,6 +29,9 @@ type Source struct {
 	// and HOME: the command must not inherit whatever the caller of
 	// sendmail put in the environment.
 	Env []string
+	// Dir is the working directory of Command; "" keeps ours. A setgid
+	// process passes "/": the caller's directory is the caller's to fill.
+	Dir string
 	// Timeout bounds Command; 0 means 30 seconds.
 	Timeout time.Duration
 }
@@ -65,7 +70,19 @@ func (s Source) run(ctx context.Context) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
+	name := s.Command[0]
+	if !strings.Contains(name, "/") {
+		// Looked up in the PATH the command gets, not in ours (which a
+		// setgid process has cleared).
+		path := envValue(s.Env, "PATH")
+		found, err := lookPath(name, path)
+		if err != nil {
+			return "", fmt.Errorf("password_command %q: not found in PATH=%s", name, path)
+		}
+		name = found
+	}
+	cmd := exec.CommandContext(ctx, name, s.Command[1:]...)
+	cmd.Dir = s.Dir
 	cmd.Env = s.Env
 	if cmd.Env == nil {
 		cmd.Env = []string{}
@@ -111,4 +128,29 @@ func lastLine(b []byte) string {
 		}
 		return r
 	}, s)
+}
+
+// envValue returns the value of key in env ("KEY=value" entries).
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// lookPath finds an executable file name in the absolute directories of
+// path (relative ones are skipped: they would depend on the directory).
+func lookPath(name, path string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fs.ErrNotExist
 }

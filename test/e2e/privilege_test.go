@@ -313,8 +313,8 @@ func TestSetgidClosedDescriptors(t *testing.T) {
 }
 
 // TestSetgidAllowFrom: with [rewrite] allow_from, www-data's -f outside
-// the patterns is replaced by its usual sender; one inside is kept; root
-// may give any.
+// the patterns (the null sender included) is replaced by its usual sender;
+// one inside is kept; root may give any.
 func TestSetgidAllowFrom(t *testing.T) {
 	s := newPrivSetup(t)
 	b, err := os.ReadFile(s.conf)
@@ -327,6 +327,9 @@ func TestSetgidAllowFrom(t *testing.T) {
 		{webUID, "evil@other.org", "www-data@example.com"},
 		{webUID, "shop@example.com", "shop@example.com"},
 		{0, "evil@other.org", "evil@other.org"},
+		// A user's null sender is a sender too; root's bounces keep theirs.
+		{webUID, "<>", "www-data@example.com"},
+		{0, "<>", ""},
 	} {
 		before := s.queued()
 		o := s.runAs(tt.uid, nil, privMessage, "-odq", "-f", tt.f, "b@example.net")
