@@ -351,3 +351,28 @@ func TestSetgidAllowFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestSetgidPasswordCommand: password_command, named without a path, runs
+// in / with HOME=/ and the group's rights (it reads a root:group 0640
+// file), never in the caller's directory or with the caller's HOME; and
+// --check does not show its arguments. The shell needs -p to keep the
+// group: dash and bash drop a raised group otherwise (see the README).
+func TestSetgidPasswordCommand(t *testing.T) {
+	s := newPrivSetup(t)
+	pw := filepath.Join(s.dir, "password")
+	must(t, os.WriteFile(pw, []byte(password+"\n"), 0o640))
+	must(t, os.Chown(pw, 0, privGID))
+	b, err := os.ReadFile(s.conf)
+	must(t, err)
+	conf := strings.Replace(string(b), fmt.Sprintf("password = %q\n", password),
+		fmt.Sprintf("password_command = [\"sh\", \"-p\", \"-c\", \"test \\\"$PWD\\\" = / && test \\\"$HOME\\\" = / && cat %s\"]\n", pw), 1)
+	must(t, os.WriteFile(s.conf, []byte(conf), 0o640))
+	o := s.runAs(webUID, []string{"HOME=" + s.dir}, "", "--check")
+	wantCode(t, o, 0, "")
+	if !strings.Contains(o.stdout, "password from the command sh (arguments not shown)") || strings.Contains(o.stdout, pw) {
+		t.Errorf("--check shows:\n%s", o.stdout)
+	}
+	if !strings.Contains(o.stdout, `logged in as "relayuser"`) {
+		t.Errorf("--check did not log in:\n%s%s", o.stdout, o.stderr)
+	}
+}
