@@ -104,7 +104,11 @@ type Smarthost struct {
 	// not on loopback; InsecurePlaintextAuth is its older name.
 	AllowPlaintextAuth    bool `toml:"allow_plaintext_auth"`
 	InsecurePlaintextAuth bool `toml:"insecure_plaintext_auth"`
-	MaxConnections        int  `toml:"max_connections"` // background and queue runners at once, each one connection; default 4
+	// Fallback are hosts ("host" or "host:port", the port defaulting to
+	// Port) tried in order when host is unreachable or answers 4xx before
+	// any mail, with the same settings and login.
+	Fallback       []string `toml:"fallback"`
+	MaxConnections int      `toml:"max_connections"` // background and queue runners at once, each one connection; default 4
 }
 
 // RewriteConfig is the [rewrite] table: the senders a relay will take.
@@ -790,6 +794,26 @@ func (cl *configLoader) validate(c *Config) {
 		}
 	} else {
 		sh.Port = map[TLSMode]int{TLSStartTLS: 587, TLSImplicit: 465, TLSNone: 25}[sh.TLS]
+	}
+	for i, f := range sh.Fallback {
+		host, port := f, sh.Port
+		if strings.Contains(f, "://") {
+			cl.errorf(k("smarthost", "fallback"), "[smarthost] fallback %q must be a host or host:port, not a URL", f)
+			continue
+		}
+		if h, p, err := net.SplitHostPort(f); err == nil {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 1 || n > 65535 {
+				cl.errorf(k("smarthost", "fallback"), "[smarthost] fallback %q: port %q is not 1-65535", f, p)
+				continue
+			}
+			host, port = h, n
+		}
+		if reason := badHostname(host); reason != "" || host == "" {
+			cl.errorf(k("smarthost", "fallback"), "[smarthost] fallback %q must be a host or host:port", f)
+			continue
+		}
+		sh.Fallback[i] = net.JoinHostPort(host, strconv.Itoa(port))
 	}
 	if sh.TLSServerName != "" {
 		if reason := badHostname(sh.TLSServerName); reason != "" {

@@ -1203,6 +1203,7 @@ func (p *process) relayOptions(cfg *Config, inv Invocation) (relayOptions, error
 	o.CertFiles, o.CertDirs = trust.FromEnv(p.env)
 	o.Pins = sh.TLSFingerprint
 	o.PlaintextAuth = sh.AllowPlaintextAuth || sh.InsecurePlaintextAuth
+	o.Fallback, o.FixedServerName = sh.Fallback, sh.TLSServerName != ""
 	o.MinVersion = sh.TLSMinVersion.Number()
 	if sh.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(sh.TLSCertFile, sh.TLSKeyFile)

@@ -58,11 +58,17 @@ type relayOptions struct {
 	// PlaintextAuth lets AUTH go without TLS to a relay that is not on
 	// this machine (allow_plaintext_auth).
 	PlaintextAuth bool
-	Auth          AuthMode
-	Username      string
-	Secret        secret.Source
-	Hostname      string        // EHLO name
-	Timeout       time.Duration // connect, and each read or write
+	// Fallback are host:port addresses tried in turn when Addr has
+	// temporary trouble before any mail (see dial), with the same
+	// settings; each one's certificate must carry its own name unless
+	// FixedServerName (tls_server_name) says otherwise.
+	Fallback        []string
+	FixedServerName bool
+	Auth            AuthMode
+	Username        string
+	Secret          secret.Source
+	Hostname        string        // EHLO name
+	Timeout         time.Duration // connect, and each read or write
 	// DataTimeout bounds the wait for the reply to the final dot, which a
 	// server may spend scanning a large message (RFC 5321 4.5.3.2.6: 10 min).
 	DataTimeout time.Duration
@@ -198,9 +204,30 @@ type session struct {
 	mech   string // the SASL mechanism that logged in, or ""
 }
 
-// dial connects, secures and authenticates a session. It returns a
-// *relayError on failure.
+// dial connects, secures and authenticates a session, with the fallback
+// hosts in turn while the trouble is temporary and before any mail: no
+// connection, no reply, or a 4xx at the greeting, EHLO, STARTTLS or AUTH.
+// A 5xx there (a refused login, say) is the same on every host. It returns
+// a *relayError on failure, the last host's.
 func dial(ctx context.Context, o relayOptions) (*session, error) {
+	s, err := dialHost(ctx, o)
+	for _, addr := range o.Fallback {
+		var re *relayError
+		if err == nil || !errors.As(err, &re) || re.Perm || re.Code >= 500 {
+			break
+		}
+		next := o
+		next.Addr, next.Fallback = addr, nil
+		if !o.FixedServerName {
+			next.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		s, err = dialHost(ctx, next)
+	}
+	return s, err
+}
+
+// dialHost is dial for o.Addr alone.
+func dialHost(ctx context.Context, o relayOptions) (*session, error) {
 	c, conn, ic, rerr := connect(ctx, o)
 	if rerr != nil {
 		rerr.Addr = o.Addr
