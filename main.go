@@ -1279,7 +1279,7 @@ func (p *process) openSpool(cfg *Config) (*spool.Spool, error) {
 func (p *process) runner(cfg *Config, sp *spool.Spool, opts relayOptions, log *maillog.Logger) *queue.Runner {
 	return queue.New(queue.Options{
 		Spool: sp,
-		Dial: func(ctx context.Context) (queue.Session, error) {
+		Dial: func(ctx context.Context, _ string) (queue.Session, error) {
 			s, err := dial(ctx, opts)
 			if err != nil {
 				return nil, err

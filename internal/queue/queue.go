@@ -30,6 +30,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -90,9 +92,12 @@ const (
 // Options configure a Runner.
 type Options struct {
 	Spool *spool.Spool
-	// Dial opens a session. Its error (connect, TLS, AUTH) defers every
-	// message it was opened for.
-	Dial  func(ctx context.Context) (Session, error)
+	// Dial opens a session for the messages of route. Its error (connect,
+	// TLS, AUTH) defers every message it was opened for.
+	Dial func(ctx context.Context, route string) (Session, error)
+	// Route names the route of a message: messages of one route share
+	// sessions, those of others get their own. nil: one route, "".
+	Route func(env *spool.Envelope) string
 	Relay string // host:port, for the log
 	Log   *maillog.Logger
 	Now   func() time.Time
@@ -120,6 +125,14 @@ type Runner struct {
 	keep    bool
 	sess    Session
 	dialErr error // why Drain's early dial failed, for the next Run
+}
+
+// route is the route of env.
+func (r *Runner) route(env *spool.Envelope) string {
+	if r.o.Route == nil {
+		return ""
+	}
+	return r.o.Route(env)
 }
 
 // New returns a Runner with defaults filled in.
@@ -190,7 +203,7 @@ func (r *Runner) DeliverItem(ctx context.Context, item *spool.Item, callerTold b
 	if len(item.Env.Pending()) == 0 {
 		return Outcome{ID: id}, r.finish(item, Outcome{ID: id})
 	}
-	sess, dialErr := r.o.Dial(ctx)
+	sess, dialErr := r.o.Dial(ctx, r.route(item.Env))
 	if sess != nil {
 		defer sess.Close()
 	}
@@ -215,47 +228,61 @@ type Stats struct {
 // and counted, not returned; the error is for a spool that cannot be read.
 func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 	var st Stats
-	sess := r.sess // a session a lingering Drain kept open, or nil
-	dialErr := r.dialErr
+	// Each route has its session (or the error that kept it from opening)
+	// and its batch. The default route starts with the session a
+	// lingering Drain kept open, if any.
+	type routeState struct {
+		sess    Session
+		dialErr error
+		batch   []*spool.Item
+		size    int64
+	}
+	routes := map[string]*routeState{}
+	if r.sess != nil || r.dialErr != nil {
+		routes[""] = &routeState{sess: r.sess, dialErr: r.dialErr}
+	}
 	r.sess, r.dialErr = nil, nil
 	defer func() {
-		switch {
-		case sess == nil:
-		case r.keep && !sess.Broken():
-			r.sess = sess
-		default:
-			sess.Close()
+		for key, rs := range routes {
+			for _, it := range rs.batch {
+				it.Unlock()
+			}
+			switch {
+			case rs.sess == nil:
+			case r.keep && key == "" && !rs.sess.Broken():
+				r.sess = rs.sess
+			default:
+				rs.sess.Close()
+			}
 		}
 	}()
-	// Due messages are locked and collected into a batch, which goes in
-	// one SendBatch when the session can, or one by one.
-	var batch []*spool.Item
-	var batchSize int64
-	flush := func() {
-		if len(batch) == 0 {
+	// Due messages are locked and collected into a batch per route, which
+	// goes in one SendBatch when the session can, or one by one.
+	flush := func(rs *routeState, key string) {
+		if len(rs.batch) == 0 {
 			return
 		}
-		if dialErr == nil && (sess == nil || sess.Broken()) {
-			if sess != nil {
-				sess.Close()
-				sess = nil
+		if rs.dialErr == nil && (rs.sess == nil || rs.sess.Broken()) {
+			if rs.sess != nil {
+				rs.sess.Close()
+				rs.sess = nil
 			}
 			// A dial failure is kept for the rest of this run: every
-			// due message is deferred (and may expire) without a new
-			// connection attempt each.
-			sess, dialErr = r.o.Dial(ctx)
+			// due message of the route is deferred (and may expire)
+			// without a new connection attempt each.
+			rs.sess, rs.dialErr = r.o.Dial(ctx, key)
 		}
-		for k, out := range r.deliverBatch(batch, sess, dialErr) {
-			batch[k].Unlock()
+		for k, out := range r.deliverBatch(rs.batch, rs.sess, rs.dialErr) {
+			rs.batch[k].Unlock()
 			st.count(out)
 		}
-		batch, batchSize = nil, 0
+		rs.batch, rs.size = nil, 0
 	}
-	defer func() {
-		for _, it := range batch {
-			it.Unlock()
+	flushAll := func() {
+		for _, key := range slices.Sorted(maps.Keys(routes)) {
+			flush(routes[key], key)
 		}
-	}()
+	}
 	seen := map[string]bool{}
 	for pass := 0; pass < 2; pass++ {
 		envs, errs := r.o.Spool.List()
@@ -272,7 +299,7 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		now := r.o.Now()
 		for _, env := range envs {
 			if ctx.Err() != nil {
-				flush()
+				flushAll()
 				return st, nil
 			}
 			if seen[env.ID] || r.stuck[env.ID] || !force && env.NextAttempt.After(now) {
@@ -300,14 +327,26 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 				item.Unlock()
 				continue
 			}
-			batch = append(batch, item)
-			batchSize += item.Env.Size
-			if len(batch) >= batchMessages || batchSize >= batchBytes {
-				flush()
+			key := r.route(item.Env)
+			rs := routes[key]
+			if rs == nil {
+				rs = &routeState{}
+				routes[key] = rs
+			}
+			rs.batch = append(rs.batch, item)
+			rs.size += item.Env.Size
+			if len(rs.batch) >= batchMessages || rs.size >= batchBytes {
+				flush(rs, key)
 			}
 		}
-		flush()
-		if st.Bounced == bounced || dialErr != nil {
+		flushAll()
+		// Bounces queued in this pass go out in a second one, unless
+		// every route failed to connect.
+		connected := false
+		for _, rs := range routes {
+			connected = connected || rs.dialErr == nil
+		}
+		if st.Bounced == bounced || !connected {
 			break
 		}
 	}

@@ -69,7 +69,7 @@ func newRunner(t *testing.T, fs *fakeSession, c *clock, bounces *[]string) (*Run
 	}
 	r := New(Options{
 		Spool: sp,
-		Dial: func(context.Context) (Session, error) {
+		Dial: func(context.Context, string) (Session, error) {
 			if fs.dialErr != nil {
 				return nil, fs.dialErr
 			}
@@ -200,7 +200,7 @@ func TestBounceFailureKeepsRecipientPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := New(Options{Spool: sp, Now: c.now,
-		Dial:   func(context.Context) (Session, error) { return fs, nil },
+		Dial:   func(context.Context, string) (Session, error) { return fs, nil },
 		Bounce: func(*spool.Envelope, []spool.Recipient, io.Reader) error { return errors.New("disk full") },
 	})
 	id := enqueue(t, sp, c, "s@x", "perm@x")
@@ -371,7 +371,7 @@ func TestRunBatches(t *testing.T) {
 	bs := &batchSession{fakeSession: fs}
 	var bounces []string
 	r, sp := newRunner(t, fs, c, &bounces)
-	r.o.Dial = func(context.Context) (Session, error) { return bs, nil }
+	r.o.Dial = func(context.Context, string) (Session, error) { return bs, nil }
 	n := batchMessages + 7
 	for i := range n - 2 {
 		enqueue(t, sp, c, "s@x", fmt.Sprintf("r%d@x", i))
@@ -406,7 +406,7 @@ func TestDrainLingers(t *testing.T) {
 	var bounces []string
 	r, sp := newRunner(t, fs, c, &bounces)
 	dials := 0
-	r.o.Dial = func(context.Context) (Session, error) {
+	r.o.Dial = func(context.Context, string) (Session, error) {
 		dials++
 		return fs, nil
 	}
@@ -509,7 +509,7 @@ func TestDrainRetriesBusy(t *testing.T) {
 		released <- time.Now()
 	}()
 	ts := &timedSession{fakeSession: fs}
-	r.o.Dial = func(context.Context) (Session, error) { return ts, nil }
+	r.o.Dial = func(context.Context, string) (Session, error) { return ts, nil }
 	st, err := r.Drain(context.Background(), 1, 3*time.Second)
 	if err != nil || st.Delivered != 1 || !slices.Equal(fs.sent, []string{"held@x"}) {
 		t.Fatalf("Drain = %+v, %v; sent %q", st, err, fs.sent)
@@ -553,5 +553,50 @@ func TestBounceBelongsToSender(t *testing.T) {
 	b := envs[0]
 	if b.UID != 33 || b.From != "" || len(b.Recipients) != 1 || b.Recipients[0].Addr != "web@example.com" {
 		t.Errorf("bounce envelope uid %d, from %q, to %v; want uid 33 from <> to web@example.com", b.UID, b.From, b.Recipients)
+	}
+}
+
+// TestRunRoutes: messages go over their own route's session, one dial per
+// route however many messages, and a route that cannot connect defers its
+// messages only.
+func TestRunRoutes(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	var bounces []string
+	r, sp := newRunner(t, &fakeSession{}, c, &bounces)
+	sessions := map[string]*fakeSession{"": {}, "org": {}, "down": {}}
+	dials := map[string]int{}
+	r.o.Route = func(env *spool.Envelope) string {
+		switch {
+		case strings.HasSuffix(env.From, "@example.org"):
+			return "org"
+		case strings.HasSuffix(env.From, "@down.example"):
+			return "down"
+		}
+		return ""
+	}
+	r.o.Dial = func(_ context.Context, route string) (Session, error) {
+		dials[route]++
+		if route == "down" {
+			return nil, errors.New("connection refused")
+		}
+		return sessions[route], nil
+	}
+	enqueue(t, sp, c, "a@example.com", "r1@x")
+	enqueue(t, sp, c, "b@example.org", "r2@x")
+	enqueue(t, sp, c, "c@example.com", "r3@x")
+	enqueue(t, sp, c, "d@example.org", "r4@x")
+	enqueue(t, sp, c, "e@down.example", "r5@x")
+	st, err := r.Run(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sessions[""].sent, []string{"r1@x", "r3@x"}) || !slices.Equal(sessions["org"].sent, []string{"r2@x", "r4@x"}) {
+		t.Errorf("default route sent %q, org route %q", sessions[""].sent, sessions["org"].sent)
+	}
+	if dials[""] != 1 || dials["org"] != 1 || dials["down"] != 1 {
+		t.Errorf("dials %v, want one per route", dials)
+	}
+	if st.Delivered != 4 || st.Deferred != 1 {
+		t.Errorf("stats %+v, want 4 delivered and the unreachable route's one deferred", st)
 	}
 }

@@ -165,11 +165,12 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 		if err != nil || slot == nil {
 			return total, err
 		}
-		if round == 0 && r.anyDue() {
+		if round == 0 && r.o.Route == nil && r.anyDue() {
 			// Connect first and list after: messages committed while
 			// TCP, TLS and AUTH take their round trips go in the first
-			// batch instead of waiting for a second one.
-			r.sess, r.dialErr = r.o.Dial(ctx)
+			// batch instead of waiting for a second one. (With several
+			// routes, which one is not known before the listing.)
+			r.sess, r.dialErr = r.o.Dial(ctx, "")
 		}
 		var busy time.Time // since when passes have found only busy messages
 		for ctx.Err() == nil {
