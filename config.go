@@ -76,6 +76,7 @@ type Config struct {
 	MaxRecipients int               `toml:"max_recipients"`
 	Rewrite       RewriteConfig     `toml:"rewrite"`
 	Smarthost     Smarthost         `toml:"smarthost"`
+	Routes        []Route           `toml:"route"` // [[route]] tables, tried in order before [smarthost]
 	Queue         QueueConfig       `toml:"queue"`
 	Aliases       map[string]string `toml:"aliases"` // name -> address list; values are not empty
 }
@@ -138,6 +139,42 @@ type RewriteConfig struct {
 	// replaced by the user's usual sender. Unset, -f is free, as with
 	// Postfix.
 	AllowFrom []string `toml:"allow_from"`
+}
+
+// Route is a [[route]] table: the smarthost for messages whose envelope
+// sender matches one of Senders, with every [smarthost] setting of its
+// own (and the same defaults).
+type Route struct {
+	// Senders are patterns of envelope senders, lower case:
+	// "*@example.org", "billing@example.com"; a bare domain
+	// ("example.org") stands for every address at it.
+	Senders   []string `toml:"senders"`
+	Smarthost `toml:""`
+}
+
+// RouteFor returns the route of a message from sender: "route N" and its
+// smarthost for the first [[route]] whose senders match, else "" and
+// [smarthost]. The null sender (bounces) takes [smarthost].
+func (c *Config) RouteFor(sender string) (string, *Smarthost) {
+	s := strings.ToLower(sender)
+	for i := range c.Routes {
+		for _, pat := range c.Routes[i].Senders {
+			if ok, _ := path.Match(pat, s); ok && s != "" {
+				return "route " + strconv.Itoa(i+1), &c.Routes[i].Smarthost
+			}
+		}
+	}
+	return "", &c.Smarthost
+}
+
+// SmarthostOf returns the smarthost of a route RouteFor named.
+func (c *Config) SmarthostOf(route string) *Smarthost {
+	if n, ok := strings.CutPrefix(route, "route "); ok {
+		if i, err := strconv.Atoi(n); err == nil && i >= 1 && i <= len(c.Routes) {
+			return &c.Routes[i-1].Smarthost
+		}
+	}
+	return &c.Smarthost
 }
 
 // QueueConfig is the [queue] table.
@@ -651,6 +688,10 @@ func configSchema() map[string][]string {
 	walk = func(table string, t reflect.Type) {
 		for f := range t.Fields() {
 			name := f.Tag.Get("toml")
+			if f.Anonymous {
+				walk(table, f.Type) // its keys are the table's own
+				continue
+			}
 			if name == "" || name == "-" {
 				continue
 			}
@@ -660,6 +701,10 @@ func configSchema() map[string][]string {
 				walk(name, f.Type)
 			case reflect.Map:
 				schema[name] = nil
+			case reflect.Slice:
+				if f.Type.Elem().Kind() == reflect.Struct {
+					walk(name, f.Type.Elem()) // an array of tables
+				}
 			}
 		}
 	}
@@ -707,7 +752,17 @@ func (cl *configLoader) checkKeys(md toml.MetaData) {
 				hint += " (keys are case-sensitive)"
 			}
 		} else if !isTable {
-			for _, t := range slices.Sorted(maps.Keys(schema)) {
+			// [smarthost] before [[route]], which has its keys too.
+			tables := slices.SortedFunc(maps.Keys(schema), func(a, b string) int {
+				last := func(t string) int {
+					if t == "route" {
+						return 1
+					}
+					return 0
+				}
+				return cmp.Or(cmp.Compare(last(a), last(b)), cmp.Compare(a, b))
+			})
+			for _, t := range tables {
 				if t == table || !slices.Contains(schema[t], name) {
 					continue
 				}
@@ -773,85 +828,9 @@ func (cl *configLoader) validate(c *Config) {
 		}
 	}
 
-	switch {
-	case sh.Host == "":
-		cl.errorf(nil, "[smarthost] host is not set")
-	case strings.Contains(sh.Host, "://"):
-		cl.errorf(k("smarthost", "host"), "[smarthost] host %q must be a host name, not a URL; set tls and port for the rest", sh.Host)
-	case strings.HasPrefix(sh.Host, "["):
-		cl.errorf(k("smarthost", "host"), "[smarthost] host %q: write an IPv6 address without brackets", sh.Host)
-	case strings.Contains(sh.Host, ":") && net.ParseIP(sh.Host) == nil:
-		h, p, _ := strings.Cut(sh.Host, ":")
-		cl.errorf(k("smarthost", "host"), "[smarthost] host %q must be a name only; write host = %q and port = %s", sh.Host, h, p)
-	default:
-		if reason := badHostname(sh.Host); reason != "" {
-			cl.errorf(k("smarthost", "host"), "[smarthost] host %q %s", sh.Host, reason)
-		}
-	}
-	if cl.defined("smarthost", "port") {
-		if sh.Port < 1 || sh.Port > 65535 {
-			cl.errorf(k("smarthost", "port"), "[smarthost] port %d is out of range (1-65535)", sh.Port)
-		}
-	} else {
-		sh.Port = map[TLSMode]int{TLSStartTLS: 587, TLSImplicit: 465, TLSNone: 25}[sh.TLS]
-	}
-	for i, f := range sh.Fallback {
-		host, port := f, sh.Port
-		if strings.Contains(f, "://") {
-			cl.errorf(k("smarthost", "fallback"), "[smarthost] fallback %q must be a host or host:port, not a URL", f)
-			continue
-		}
-		if h, p, err := net.SplitHostPort(f); err == nil {
-			n, err := strconv.Atoi(p)
-			if err != nil || n < 1 || n > 65535 {
-				cl.errorf(k("smarthost", "fallback"), "[smarthost] fallback %q: port %q is not 1-65535", f, p)
-				continue
-			}
-			host, port = h, n
-		}
-		if reason := badHostname(host); reason != "" || host == "" {
-			cl.errorf(k("smarthost", "fallback"), "[smarthost] fallback %q must be a host or host:port", f)
-			continue
-		}
-		sh.Fallback[i] = net.JoinHostPort(host, strconv.Itoa(port))
-	}
-	if sh.TLSServerName != "" {
-		if reason := badHostname(sh.TLSServerName); reason != "" {
-			cl.errorf(k("smarthost", "tls_server_name"), "[smarthost] tls_server_name %q %s", sh.TLSServerName, reason)
-		}
-	}
-	if sh.CAFile != "" && !filepath.IsAbs(sh.CAFile) {
-		cl.errorf(k("smarthost", "ca_file"), "[smarthost] ca_file %q must be an absolute path", sh.CAFile)
-	}
-	for _, f := range []struct{ key, path string }{{"tls_cert_file", sh.TLSCertFile}, {"tls_key_file", sh.TLSKeyFile}} {
-		if f.path != "" && !filepath.IsAbs(f.path) {
-			cl.errorf(k("smarthost", f.key), "[smarthost] %s %q must be an absolute path", f.key, f.path)
-		}
-	}
-	if (sh.TLSCertFile == "") != (sh.TLSKeyFile == "") {
-		set, unset := "tls_cert_file", "tls_key_file"
-		if sh.TLSCertFile == "" {
-			set, unset = unset, set
-		}
-		cl.errorf(k("smarthost", set), "[smarthost] %s is set but %s is not: a client certificate needs both", set, unset)
-	}
-	if sh.TLS == TLSNone {
-		// Settings that promise a protection tls = "none" does not give.
-		for _, key := range []string{"tls_fingerprint", "tls_cert_file", "tls_key_file", "tls_min_version"} {
-			if cl.defined("smarthost", key) {
-				cl.errorf(k("smarthost", key), `[smarthost] %s has no effect with tls = "none"`, key)
-			}
-		}
-	}
-	if strings.ContainsFunc(sh.Username, unicode.IsControl) {
-		cl.errorf(k("smarthost", "username"), "[smarthost] username contains a control character")
-	}
-	cl.validateAuth(sh)
-	if sh.MaxConnections < 1 || sh.MaxConnections > 100 {
-		cl.errorf(k("smarthost", "max_connections"), "[smarthost] max_connections must be 1 to 100, not %d", sh.MaxConnections)
-	}
-	if sh.Timeout <= 0 {
-		cl.errorf(k("smarthost", "timeout"), "[smarthost] timeout must be more than 0s, not %v", sh.Timeout)
+	cl.validateSmarthost(sh, "smarthost", "[smarthost]", func(key string) bool { return cl.defined("smarthost", key) })
+	for i := range c.Routes {
+		cl.validateRoute(&c.Routes[i], i+1)
 	}
 
 	if c.AliasesFile != "" && !filepath.IsAbs(c.AliasesFile) {
@@ -927,9 +906,157 @@ func (cl *configLoader) validateRewrite(r *RewriteConfig) {
 	}
 }
 
-// validateAuth checks the login settings of [smarthost].
-func (cl *configLoader) validateAuth(sh *Smarthost) {
-	k := func(key string) []string { return []string{"smarthost", key} }
+// validateSmarthost checks one smarthost: [smarthost] (table
+// "smarthost", label "[smarthost]") or a [[route]] (label "[[route]] 2").
+// defined says whether the config sets a key of it; the port defaults by
+// the TLS mode.
+func (cl *configLoader) validateSmarthost(sh *Smarthost, table, label string, defined func(string) bool) {
+	k := func(key string) []string { return []string{table, key} }
+	e := func(key []string, format string, args ...any) {
+		cl.errorf(key, strings.Replace(format, "[smarthost]", label, 1), args...)
+	}
+	switch {
+	case sh.Host == "":
+		e(nil, "[smarthost] host is not set")
+	case strings.Contains(sh.Host, "://"):
+		e(k("host"), "[smarthost] host %q must be a host name, not a URL; set tls and port for the rest", sh.Host)
+	case strings.HasPrefix(sh.Host, "["):
+		e(k("host"), "[smarthost] host %q: write an IPv6 address without brackets", sh.Host)
+	case strings.Contains(sh.Host, ":") && net.ParseIP(sh.Host) == nil:
+		h, p, _ := strings.Cut(sh.Host, ":")
+		e(k("host"), "[smarthost] host %q must be a name only; write host = %q and port = %s", sh.Host, h, p)
+	default:
+		if reason := badHostname(sh.Host); reason != "" {
+			e(k("host"), "[smarthost] host %q %s", sh.Host, reason)
+		}
+	}
+	if defined("port") {
+		if sh.Port < 1 || sh.Port > 65535 {
+			e(k("port"), "[smarthost] port %d is out of range (1-65535)", sh.Port)
+		}
+	} else {
+		sh.Port = map[TLSMode]int{TLSStartTLS: 587, TLSImplicit: 465, TLSNone: 25}[sh.TLS]
+	}
+	for i, f := range sh.Fallback {
+		host, port := f, sh.Port
+		if strings.Contains(f, "://") {
+			e(k("fallback"), "[smarthost] fallback %q must be a host or host:port, not a URL", f)
+			continue
+		}
+		if h, p, err := net.SplitHostPort(f); err == nil {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 1 || n > 65535 {
+				e(k("fallback"), "[smarthost] fallback %q: port %q is not 1-65535", f, p)
+				continue
+			}
+			host, port = h, n
+		}
+		if reason := badHostname(host); reason != "" || host == "" {
+			e(k("fallback"), "[smarthost] fallback %q must be a host or host:port", f)
+			continue
+		}
+		sh.Fallback[i] = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	if sh.TLSServerName != "" {
+		if reason := badHostname(sh.TLSServerName); reason != "" {
+			e(k("tls_server_name"), "[smarthost] tls_server_name %q %s", sh.TLSServerName, reason)
+		}
+	}
+	if sh.CAFile != "" && !filepath.IsAbs(sh.CAFile) {
+		e(k("ca_file"), "[smarthost] ca_file %q must be an absolute path", sh.CAFile)
+	}
+	for _, f := range []struct{ key, path string }{{"tls_cert_file", sh.TLSCertFile}, {"tls_key_file", sh.TLSKeyFile}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			e(k(f.key), "[smarthost] %s %q must be an absolute path", f.key, f.path)
+		}
+	}
+	if (sh.TLSCertFile == "") != (sh.TLSKeyFile == "") {
+		set, unset := "tls_cert_file", "tls_key_file"
+		if sh.TLSCertFile == "" {
+			set, unset = unset, set
+		}
+		e(k(set), "[smarthost] %s is set but %s is not: a client certificate needs both", set, unset)
+	}
+	if sh.TLS == TLSNone {
+		// Settings that promise a protection tls = "none" does not give.
+		for _, key := range []string{"tls_fingerprint", "tls_cert_file", "tls_key_file", "tls_min_version"} {
+			if defined(key) {
+				e(k(key), `[smarthost] %s has no effect with tls = "none"`, key)
+			}
+		}
+	}
+	if strings.ContainsFunc(sh.Username, unicode.IsControl) {
+		e(k("username"), "[smarthost] username contains a control character")
+	}
+	cl.validateAuth(sh, table, label, defined)
+	if sh.MaxConnections < 1 || sh.MaxConnections > 100 {
+		e(k("max_connections"), "[smarthost] max_connections must be 1 to 100, not %d", sh.MaxConnections)
+	}
+	if sh.Timeout <= 0 {
+		e(k("timeout"), "[smarthost] timeout must be more than 0s, not %v", sh.Timeout)
+	}
+}
+
+// validateRoute checks the n-th [[route]] and fills in its defaults.
+func (cl *configLoader) validateRoute(r *Route, n int) {
+	label := "[[route]] " + strconv.Itoa(n)
+	sh := &r.Smarthost
+	// Set in the route, as far as its zero values tell.
+	defined := func(key string) bool {
+		switch key {
+		case "port":
+			return sh.Port != 0
+		case "tls_fingerprint":
+			return len(sh.TLSFingerprint) > 0
+		case "tls_cert_file":
+			return sh.TLSCertFile != ""
+		case "tls_key_file":
+			return sh.TLSKeyFile != ""
+		case "tls_min_version":
+			return sh.TLSMinVersion != ""
+		case "password_command":
+			return sh.PasswordCommand != nil
+		}
+		return false
+	}
+	if sh.TLS == "" {
+		sh.TLS = TLSStartTLS
+	}
+	if sh.Auth == "" {
+		sh.Auth = AuthAuto
+	}
+	if sh.Timeout == 0 {
+		sh.Timeout = Duration(30 * time.Second)
+	}
+	if sh.MaxConnections == 0 {
+		sh.MaxConnections = 4
+	}
+	if len(r.Senders) == 0 {
+		cl.errorf([]string{"route", "senders"}, "%s has no senders; give patterns such as senders = [\"*@example.org\"]", label)
+	}
+	for i, p := range r.Senders {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if !strings.Contains(p, "@") {
+			p = "*@" + p
+		}
+		if _, err := path.Match(p, ""); err != nil || p == "*@" {
+			cl.errorf([]string{"route", "senders"}, "%s: senders %q is not a pattern such as \"*@example.org\"", label, r.Senders[i])
+		}
+		r.Senders[i] = p
+	}
+	cl.validateSmarthost(sh, "route", label, defined)
+	if sh.TLSMinVersion == "" {
+		sh.TLSMinVersion = "1.2"
+	}
+}
+
+// validateAuth checks the login settings of a smarthost (see
+// validateSmarthost).
+func (cl *configLoader) validateAuth(sh *Smarthost, table, label string, defined func(string) bool) {
+	k := func(key string) []string { return []string{table, key} }
+	e := func(key []string, format string, args ...any) {
+		cl.errorf(key, strings.Replace(format, "[smarthost]", label, 1), args...)
+	}
 	var sources []string
 	if sh.Password != "" {
 		sources = append(sources, "password")
@@ -937,17 +1064,17 @@ func (cl *configLoader) validateAuth(sh *Smarthost) {
 	if sh.PasswordFile != "" {
 		sources = append(sources, "password_file")
 		if !filepath.IsAbs(sh.PasswordFile) {
-			cl.errorf(k("password_file"), "[smarthost] password_file %q must be an absolute path", sh.PasswordFile)
+			e(k("password_file"), "[smarthost] password_file %q must be an absolute path", sh.PasswordFile)
 		}
 	}
-	if cl.defined("smarthost", "password_command") {
+	if defined("password_command") {
 		sources = append(sources, "password_command")
 		if len(sh.PasswordCommand) == 0 || sh.PasswordCommand[0] == "" {
-			cl.errorf(k("password_command"), `[smarthost] password_command is empty; give the command and its arguments, as in ["pass", "show", "smtp"]`)
+			e(k("password_command"), `[smarthost] password_command is empty; give the command and its arguments, as in ["pass", "show", "smtp"]`)
 		}
 	}
 	if len(sources) > 1 {
-		cl.errorf(k(sources[1]), "[smarthost] set only one of password, password_file and password_command, not %s", strings.Join(sources, " and "))
+		e(k(sources[1]), "[smarthost] set only one of password, password_file and password_command, not %s", strings.Join(sources, " and "))
 	}
 
 	oauth := sh.Auth == AuthXOAUTH2 || sh.Auth == AuthOAUTHBEARER
@@ -955,16 +1082,16 @@ func (cl *configLoader) validateAuth(sh *Smarthost) {
 	case sh.Auth == AuthNone:
 		return // nothing is sent, whatever else is set
 	case len(sources) > 0 && sh.Username == "":
-		cl.errorf(k(sources[0]), "[smarthost] %s is set but username is not", sources[0])
+		e(k(sources[0]), "[smarthost] %s is set but username is not", sources[0])
 	case len(sources) == 0 && oauth:
-		cl.errorf(k("auth"), "[smarthost] auth = %q needs the access token: set password_command (or password or password_file)", sh.Auth)
+		e(k("auth"), "[smarthost] auth = %q needs the access token: set password_command (or password or password_file)", sh.Auth)
 	case len(sources) == 0 && sh.Username != "":
-		cl.errorf(k("username"), "[smarthost] username is set but there is no password, password_file or password_command")
+		e(k("username"), "[smarthost] username is set but there is no password, password_file or password_command")
 	case len(sources) == 0 && sh.Auth != AuthAuto:
-		cl.errorf(k("auth"), "[smarthost] auth = %q needs username and a password", sh.Auth)
+		e(k("auth"), "[smarthost] auth = %q needs username and a password", sh.Auth)
 	}
 	if sh.TLS == TLSNone && (sh.Username != "" || len(sources) > 0) && !sh.AllowPlaintextAuth && !sh.InsecurePlaintextAuth && !isLoopback(sh.Host) {
-		cl.errorf(k("tls"), `[smarthost] tls = "none" would send the password unencrypted; use tls = "starttls" or "tls", or set allow_plaintext_auth = true if the network to the smarthost is trusted`)
+		e(k("tls"), `[smarthost] tls = "none" would send the password unencrypted; use tls = "starttls" or "tls", or set allow_plaintext_auth = true if the network to the smarthost is trusted`)
 	}
 }
 

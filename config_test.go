@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -297,7 +298,9 @@ func TestConfigExample(t *testing.T) {
 				if table != "" {
 					full = table + "." + k
 				}
-				if !strings.Contains(string(text), "\n["+full+"]\n") {
+				// An optional array of tables ([[route]]) may be shown
+				// commented out.
+				if !regexp.MustCompile(`(?m)^(\[` + regexp.QuoteMeta(full) + `\]|#? ?\[\[` + regexp.QuoteMeta(full) + `\]\])$`).Match(text) {
 					t.Errorf("sendmail.conf.example has no [%s] table", full)
 				}
 				continue
@@ -485,6 +488,72 @@ func TestConfigEnv(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "secret") {
 			t.Errorf("env %q: the error shows the password: %v", tt.env, err)
+		}
+	}
+}
+
+// TestRoutes: [[route]] tables parse with the [smarthost] keys and
+// defaults of their own; RouteFor picks the first whose senders match.
+func TestRoutes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sendmail.conf")
+	conf := `[smarthost]
+host = "smtp.example.com"
+
+[[route]]
+senders = ["*@Example.org", "shop.example.net"]
+host = "smtp.example.org"
+tls = "tls"
+username = "relay@example.org"
+password_file = "/etc/pw"
+fallback = ["smtp2.example.org"]
+
+[[route]]
+senders = ["billing@example.com"]
+host = "ses.example.com"
+port = 2587
+`
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(path, ConfigDefaults{Hostname: "app01.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Routes) != 2 {
+		t.Fatalf("%d routes", len(cfg.Routes))
+	}
+	r1 := cfg.Routes[0]
+	if !slices.Equal(r1.Senders, []string{"*@example.org", "*@shop.example.net"}) || r1.Host != "smtp.example.org" || r1.Port != 465 ||
+		r1.TLS != TLSImplicit || r1.Auth != AuthAuto || r1.Timeout != Duration(30*time.Second) || r1.TLSMinVersion != "1.2" ||
+		!slices.Equal(r1.Fallback, []string{"smtp2.example.org:465"}) {
+		t.Errorf("route 1: %+v", r1)
+	}
+	if r2 := cfg.Routes[1]; r2.Port != 2587 || r2.TLS != TLSStartTLS {
+		t.Errorf("route 2: %+v", r2)
+	}
+	for sender, want := range map[string]string{
+		"a@example.org": "route 1", "A@EXAMPLE.ORG": "route 1", "x@shop.example.net": "route 1",
+		"billing@example.com": "route 2", "other@example.com": "", "": "", "a@sub.example.org": "",
+	} {
+		name, sh := cfg.RouteFor(sender)
+		if name != want || sh != cfg.SmarthostOf(name) {
+			t.Errorf("RouteFor(%q) = %q, want %q", sender, name, want)
+		}
+	}
+
+	bad := "[smarthost]\nhost = \"smtp.example.com\"\n[[route]]\nhost = \"a b\"\n[[route]]\nsenders = [\"[x\"]\nhost = \"h.example.com\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n"
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = loadConfig(path, ConfigDefaults{Hostname: "app01.example.com"})
+	for _, want := range []string{
+		"[[route]] 1 has no senders",
+		`[[route]] 1 host "a b" contains a space`,
+		`[[route]] 2: senders "[x" is not a pattern`,
+		`[[route]] 2 tls = "none" would send the password unencrypted`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to say %q", err, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -516,7 +517,7 @@ func (p *process) verify(cfg *Config, inv Invocation) error {
 			return err
 		}
 		for _, a := range rs.Addrs() {
-			fmt.Fprintf(p.stdout, "%s -> <%s>: deliverable via %s\n", word, a, smarthostAddr(cfg))
+			fmt.Fprintf(p.stdout, "%s -> <%s>: deliverable via %s\n", word, a, smarthostAddr(&cfg.Smarthost))
 		}
 	}
 	if len(inv.Recipients) == 0 {
@@ -525,8 +526,8 @@ func (p *process) verify(cfg *Config, inv Invocation) error {
 	return nil
 }
 
-func smarthostAddr(cfg *Config) string {
-	return net.JoinHostPort(cfg.Smarthost.Host, strconv.Itoa(cfg.Smarthost.Port))
+func smarthostAddr(sh *Smarthost) string {
+	return net.JoinHostPort(sh.Host, strconv.Itoa(sh.Port))
 }
 
 // accepted is a message read from stdin, with its envelope.
@@ -821,14 +822,14 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 		return nil
 	}
 
-	opts, err := p.relayOptions(cfg, inv)
+	opts, err := p.relayOptions(cfg, inv, &cfg.Smarthost)
 	if err != nil {
 		item.Unlock()
 		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)
 		return nil
 	}
 	opts.SkipQuitReply = true
-	runner := p.runner(cfg, sp, opts, log)
+	runner := p.runner(cfg, sp, inv, opts, log)
 	// -oep, -oew and -oeq tell the caller through stderr and the exit code
 	// when every recipient is refused; -oem and -oee mail a bounce.
 	callerTold := inv.ErrorMode != 'm' && inv.ErrorMode != 'e'
@@ -1017,7 +1018,6 @@ func (p *process) relaySMTP(cfg *Config, inv Invocation, log *maillog.Logger, fi
 // a delivery's: 0 when mail can go, 75 or 69 (and the hint) when not.
 func (p *process) checkSetup(cfg *Config, inv Invocation) error {
 	w := p.stdout
-	sh := cfg.Smarthost
 	fmt.Fprintf(w, "config %s\n", cfg.Path)
 	from := cfg.From
 	if from == "" {
@@ -1029,6 +1029,38 @@ func (p *process) checkSetup(cfg *Config, inv Invocation) error {
 		queueDir = "none (deliver directly)"
 	}
 	fmt.Fprintf(w, "  delivery %s, spool %s\n", cfg.Delivery, queueDir)
+	table, err := p.aliasTable(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  %d aliases\n", len(table))
+	// Every route, the default last: the first failure is the exit code.
+	var first error
+	for i := range cfg.Routes {
+		fmt.Fprintf(w, "route %d, for senders %s\n", i+1, strings.Join(cfg.Routes[i].Senders, ", "))
+		if err := p.checkSmarthost(cfg, inv, &cfg.Routes[i].Smarthost); err != nil {
+			p.report(err)
+			first = cmp.Or(first, err)
+		}
+	}
+	if len(cfg.Routes) > 0 {
+		fmt.Fprintf(w, "[smarthost], for every other sender\n")
+	}
+	if err := p.checkSmarthost(cfg, inv, &cfg.Smarthost); err != nil {
+		if first != nil {
+			p.report(err)
+		}
+		return cmp.Or(first, err)
+	}
+	if first != nil {
+		return &quietError{first} // reported above
+	}
+	return nil
+}
+
+// checkSmarthost is --check for one smarthost: its settings, then a login.
+func (p *process) checkSmarthost(cfg *Config, inv Invocation, sh *Smarthost) error {
+	w := p.stdout
 	tlsText := string(sh.TLS)
 	if sh.TLS != TLSNone {
 		tlsText += ", TLS " + string(sh.TLSMinVersion) + " or newer"
@@ -1044,7 +1076,10 @@ func (p *process) checkSetup(cfg *Config, inv Invocation) error {
 			tlsText += ", client certificate " + sh.TLSCertFile
 		}
 	}
-	fmt.Fprintf(w, "  smarthost %s (%s)\n", smarthostAddr(cfg), tlsText)
+	fmt.Fprintf(w, "  smarthost %s (%s)\n", smarthostAddr(sh), tlsText)
+	if len(sh.Fallback) > 0 {
+		fmt.Fprintf(w, "  fallback %s\n", strings.Join(sh.Fallback, ", "))
+	}
 	switch {
 	case sh.Auth == AuthNone || sh.Username == "":
 		fmt.Fprintf(w, "  no login\n")
@@ -1056,13 +1091,7 @@ func (p *process) checkSetup(cfg *Config, inv Invocation) error {
 		// Only the program: its arguments may hold a token.
 		fmt.Fprintf(w, "  login %q, auth %s, password from the command %s (arguments not shown)\n", sh.Username, sh.Auth, sh.PasswordCommand[0])
 	}
-	table, err := p.aliasTable(cfg)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "  %d aliases\n", len(table))
-
-	opts, err := p.relayOptions(cfg, inv)
+	opts, err := p.relayOptions(cfg, inv, sh)
 	if err != nil {
 		return err
 	}
@@ -1133,7 +1162,9 @@ func (p *process) relayNow(cfg *Config, inv Invocation, log *maillog.Logger, fil
 		From: a.from, Rcpts: a.rcpts, Body: inv.Body, EightBit: a.intake.EightBit, Size: a.intake.Size,
 		Notify: inv.DSNNotify, RcptNotify: a.notify, Return: inv.DSNReturn, EnvID: inv.EnvID,
 	}
-	opts, err := p.relayOptions(cfg, inv)
+	// The route of the message's sender.
+	_, sh := cfg.RouteFor(a.from)
+	opts, err := p.relayOptions(cfg, inv, sh)
 	if err != nil {
 		return o, err
 	}
@@ -1167,10 +1198,9 @@ func logResults(log *maillog.Logger, base maillog.Entry, results []result) {
 }
 
 // relayOptions turns the config's [smarthost] section into relay settings.
-func (p *process) relayOptions(cfg *Config, inv Invocation) (relayOptions, error) {
-	sh := cfg.Smarthost
+func (p *process) relayOptions(cfg *Config, inv Invocation, sh *Smarthost) (relayOptions, error) {
 	o := relayOptions{
-		Addr:        smarthostAddr(cfg),
+		Addr:        smarthostAddr(sh),
 		TLS:         sh.TLS,
 		ServerName:  sh.Host,
 		Auth:        sh.Auth,
@@ -1276,17 +1306,49 @@ func (p *process) openSpool(cfg *Config) (*spool.Spool, error) {
 }
 
 // runner returns the delivery engine for the config's smarthost.
-func (p *process) runner(cfg *Config, sp *spool.Spool, opts relayOptions, log *maillog.Logger) *queue.Runner {
+// runner returns the queue runner for cfg. opts are the default route's
+// ([smarthost]); a [[route]]'s are made from the config the first time it
+// is dialled, with opts' SkipQuitReply, and a route whose settings are
+// broken (an unreadable ca_file) defers its own messages only.
+func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, opts relayOptions, log *maillog.Logger) *queue.Runner {
+	routeOpts := map[string]relayOptions{"": opts}
+	optsFor := func(route string) (relayOptions, error) {
+		if o, ok := routeOpts[route]; ok {
+			return o, nil
+		}
+		o, err := p.relayOptions(cfg, inv, cfg.SmarthostOf(route))
+		if err != nil {
+			return o, err
+		}
+		o.SkipQuitReply = opts.SkipQuitReply
+		routeOpts[route] = o
+		return o, nil
+	}
+	var route func(*spool.Envelope) string
+	if len(cfg.Routes) > 0 {
+		route = func(env *spool.Envelope) string {
+			name, _ := cfg.RouteFor(env.From)
+			return name
+		}
+	}
 	return queue.New(queue.Options{
 		Spool: sp,
-		Dial: func(ctx context.Context, _ string) (queue.Session, error) {
-			s, err := dial(ctx, opts)
+		Route: route,
+		Dial: func(ctx context.Context, route string) (queue.Session, error) {
+			o, err := optsFor(route)
+			if err != nil {
+				return nil, err
+			}
+			s, err := dial(ctx, o)
 			if err != nil {
 				return nil, err
 			}
 			return &relaySession{s: s}, nil
 		},
-		Relay:  opts.Addr,
+		Relay: func(route string) string {
+			o, _ := optsFor(route)
+			return o.Addr
+		},
 		Log:    log,
 		Now:    p.now,
 		MaxAge: time.Duration(cfg.Queue.MaxAge),
@@ -1388,13 +1450,13 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 	if err != nil {
 		return err
 	}
-	opts, err := p.relayOptions(cfg, inv)
+	opts, err := p.relayOptions(cfg, inv, &cfg.Smarthost)
 	if err != nil {
 		return err
 	}
 	log := p.logger(inv)
 	defer log.Close()
-	runner := p.runner(cfg, sp, opts, log)
+	runner := p.runner(cfg, sp, inv, opts, log)
 	ctx := context.Background()
 	if inv.QueueID != "" {
 		out, err := runner.DeliverID(ctx, inv.QueueID, false)

@@ -98,7 +98,8 @@ type Options struct {
 	// Route names the route of a message: messages of one route share
 	// sessions, those of others get their own. nil: one route, "".
 	Route func(env *spool.Envelope) string
-	Relay string // host:port, for the log
+	// Relay names a route's relay (host:port) for the log; nil: none.
+	Relay func(route string) string
 	Log   *maillog.Logger
 	Now   func() time.Time
 	// MaxAge is how long a recipient may stay pending before it fails.
@@ -588,7 +589,11 @@ func (r *Runner) logResults(env *spool.Envelope, results []Result, delay, age ti
 		}
 		outcomes[i] = maillog.Outcome{Rcpt: res.Rcpt, Status: status, Reply: res.Reply}
 	}
-	r.o.Log.LogEach(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, Relay: r.o.Relay, Delay: age}, outcomes)
+	var relay string
+	if r.o.Relay != nil {
+		relay = r.o.Relay(r.route(env))
+	}
+	r.o.Log.LogEach(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, Relay: relay, Delay: age}, outcomes)
 }
 
 func (r *Runner) logf(env *spool.Envelope, format string, args ...any) {
