@@ -12,9 +12,9 @@ import (
 )
 
 // TestEnvironmentOnly: a container with no config file, configured by
-// RELAYMAIL_* variables: cron's mail to root reaches the admin through
-// the smarthost with STARTTLS and AUTH, the password from a file, sent as
-// the relay's account.
+// RELAYMAIL_* variables: cron's mail to root and PHP's mail() reach the
+// admin through the smarthost with STARTTLS and AUTH, the password from a
+// file, sent as the relay's account.
 func TestEnvironmentOnly(t *testing.T) {
 	srv := smarthost.New(t, smarthost.Options{Users: map[string]string{user: password}, AuthRequired: true})
 	dir := t.TempDir()
@@ -42,6 +42,21 @@ func TestEnvironmentOnly(t *testing.T) {
 	}
 	if msgs[0].AuthUser != user || !msgs[0].TLS {
 		t.Errorf("arrived with AUTH %q, TLS %v", msgs[0].AuthUser, msgs[0].TLS)
+	}
+
+	// PHP's mail(), as www-data: sendmail -t -i, To root, From the local
+	// account; it reaches the admin from the relay's account too.
+	const php = "To: root\r\nSubject: order 42\r\nFrom: Shop <www-data@localhost>\r\n\r\nthanks\r\n"
+	o = runBinaryEnv(t, strings.NewReader(php), env, "-C", filepath.Join(dir, "no-such.conf"), "-t", "-i")
+	wantCode(t, o, 0, "")
+	msgs, err = srv.WaitMessages(2, 10*time.Second)
+	must(t, err)
+	wantEnvelope(t, msgs[1], "app01@example.com", "admin@example.com")
+	if got := header(msgs[1].Data, "From"); got != `"Shop" <app01@example.com>` {
+		t.Errorf("From = %q, want the relay's account", got)
+	}
+	if got := header(msgs[1].Data, "Reply-To"); got != "" {
+		t.Errorf("Reply-To = %q, want none for a local From", got)
 	}
 	waitRunners(filepath.Join(dir, "spool"))
 }

@@ -376,3 +376,24 @@ func TestSetgidPasswordCommand(t *testing.T) {
 		t.Errorf("--check did not log in:\n%s%s", o.stdout, o.stderr)
 	}
 }
+
+// TestSetgidRewriteUsers: PHP's mail as www-data, with [rewrite.users]
+// www-data = "web@example.com": the envelope sender and the local From
+// become the configured address.
+func TestSetgidRewriteUsers(t *testing.T) {
+	s := newPrivSetup(t)
+	b, err := os.ReadFile(s.conf)
+	must(t, err)
+	must(t, os.WriteFile(s.conf, append(b, "\n[rewrite.users]\nwww-data = \"web@example.com\"\n"...), 0o640))
+	const php = "To: b@example.net\r\nSubject: order 42\r\nFrom: Shop <www-data@localhost>\r\n\r\nthanks\r\n"
+	o := s.runAs(webUID, nil, php, "-t", "-i")
+	wantCode(t, o, 0, "")
+	msgs, err := s.srv.WaitMessages(1, 10*time.Second)
+	must(t, err)
+	if msgs[0].From != "web@example.com" {
+		t.Errorf("envelope sender %q, want web@example.com", msgs[0].From)
+	}
+	if got := header(msgs[0].Data, "From"); got != `"Shop" <web@example.com>` {
+		t.Errorf("From = %q", got)
+	}
+}
