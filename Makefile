@@ -1,4 +1,4 @@
-# relaymail: make build | test | demo | fuzz | vet | vulncheck | clean
+# relaymail: make build | test | demo | fuzz | vet | vulncheck | man | package | clean
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
@@ -6,7 +6,7 @@ BIN     := relaymail
 
 export CGO_ENABLED := 0
 
-.PHONY: all build test demo vet fuzz vulncheck clean
+.PHONY: all build test demo vet fuzz vulncheck man package clean
 
 all: build
 
@@ -40,6 +40,27 @@ vet:
 	$(GO) mod verify
 	$(GO) build -o /dev/null golang.org/x/vuln/cmd/govulncheck
 
+# Man pages from doc/*.md, with go-md2man (pinned in go.mod as a tool).
+man:
+	mkdir -p build
+	$(GO) tool go-md2man -in doc/sendmail.8.md -out build/sendmail.8
+	$(GO) tool go-md2man -in doc/sendmail.conf.5.md -out build/sendmail.conf.5
+	gzip -9nf build/sendmail.8 build/sendmail.conf.5
+
+# deb, rpm and apk in dist/, with nfpm (pinned in go.mod as a tool; see
+# nfpm.yaml): the static binary (version from git), its links, the config,
+# the man pages, the spool and the queue timer.
+GOARCH  ?= $(shell $(GO) env GOARCH)
+# Package versions must start with a digit: 0.0.0~git<commit> until a tag.
+PKGVERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
+package: man
+	mkdir -p build dist
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/relaymail .
+	for p in deb rpm apk; do \
+		VERSION=$(PKGVERSION) GOARCH=$(GOARCH) $(GO) tool nfpm package -f nfpm.yaml -p $$p -t dist/ || exit 1; \
+	done
+	ls -l dist/
+
 # Known vulnerabilities in the code paths relaymail uses, from
 # vuln.go.dev: needs network access (CI here has none; make vet builds the
 # tool so this target cannot rot).
@@ -60,7 +81,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME) ./internal/aliases
 
 clean:
-	rm -f $(BIN)
+	rm -rf $(BIN) build dist
 
 # The interop suite: the real Debian 12 clients (PHP mail(), cron, bsd-mailx,
 # mutt, git send-email) send through the built binary to the test smarthost.

@@ -557,3 +557,45 @@ port = 2587
 		}
 	}
 }
+
+// TestManPages: the man pages' sources name every config key and table,
+// every flag and every exit code, so that they cannot fall behind.
+func TestManPages(t *testing.T) {
+	conf, err := os.ReadFile("doc/sendmail.conf.5.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for table, keys := range configSchema() {
+		for _, k := range keys {
+			if _, isTable := configSchema()[k]; isTable {
+				if !strings.Contains(string(conf), "["+k+"]") && !strings.Contains(string(conf), "["+table+"."+k+"]") {
+					t.Errorf("sendmail.conf(5) has no [%s] section", k)
+				}
+				continue
+			}
+			if !strings.Contains(string(conf), "**"+k+"**") {
+				t.Errorf("sendmail.conf(5) does not document %s (in [%s])", k, table)
+			}
+		}
+	}
+	for _, s := range envSettings {
+		if !strings.Contains(string(conf), "**"+s.name+"**") {
+			t.Errorf("sendmail.conf(5) does not name %s", s.name)
+		}
+	}
+	man, err := os.ReadFile("doc/sendmail.8.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"-t", "-i", "-oi", "-f", "-r", "-F", "-B", "-N", "-R", "-V", "-C", "-v", "-oe", "-od", "-q",
+		"-qI", "--drain", "-bp", "--json", "--delete", "--requeue", "--check", "-bm", "-bv", "-bi", "-I", "-bs", "-bV", "--version", "-bd", "-n"} {
+		if !strings.Contains(string(man), "**"+flag+"**") {
+			t.Errorf("sendmail(8) does not document %s", flag)
+		}
+	}
+	for _, code := range []int{0, 64, 65, 66, 67, 69, 70, 71, 73, 74, 75, 77, 78} {
+		if !strings.Contains(string(man), fmt.Sprintf("**%d**", code)) {
+			t.Errorf("sendmail(8) does not document exit code %d", code)
+		}
+	}
+}
