@@ -35,7 +35,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -159,7 +158,7 @@ func (c *Config) RouteFor(sender string) (string, *Smarthost) {
 	s := strings.ToLower(sender)
 	for i := range c.Routes {
 		for _, pat := range c.Routes[i].Senders {
-			if ok, _ := path.Match(pat, s); ok && s != "" {
+			if s != "" && globMatch(pat, s) {
 				return "route " + strconv.Itoa(i+1), &c.Routes[i].Smarthost
 			}
 		}
@@ -542,6 +541,7 @@ type configLoader struct {
 	text    string
 	md      toml.MetaData     // of the decode into Config
 	fromEnv map[string]string // config keys the environment set -> the variable
+	cleared map[string]bool   // file keys the environment undid (a new host's port)
 	errs    []configError
 }
 
@@ -899,8 +899,8 @@ func (cl *configLoader) validateRewrite(r *RewriteConfig) {
 		full([]string{"rewrite", "users", name}, "[rewrite.users] "+name, r.Users[name])
 	}
 	for i, p := range r.AllowFrom {
-		r.AllowFrom[i] = strings.ToLower(p)
-		if _, err := path.Match(p, ""); err != nil || p == "" {
+		r.AllowFrom[i] = strings.ToLower(strings.TrimSpace(p))
+		if r.AllowFrom[i] == "" || strings.ContainsAny(p, "\r\n\x00") {
 			cl.errorf([]string{"rewrite", "allow_from"}, "[rewrite] allow_from: %q is not a pattern such as \"*@example.com\"", p)
 		}
 	}
@@ -1036,10 +1036,13 @@ func (cl *configLoader) validateRoute(r *Route, n int) {
 	}
 	for i, p := range r.Senders {
 		p = strings.ToLower(strings.TrimSpace(p))
-		if !strings.Contains(p, "@") {
+		switch {
+		case strings.HasPrefix(p, "@"):
+			p = "*" + p // "@example.org": every address at it
+		case !strings.Contains(p, "@"):
 			p = "*@" + p
 		}
-		if _, err := path.Match(p, ""); err != nil || p == "*@" {
+		if p == "*@" || strings.ContainsAny(p, " \t\r\n\x00") {
 			cl.errorf([]string{"route", "senders"}, "%s: senders %q is not a pattern such as \"*@example.org\"", label, r.Senders[i])
 		}
 		r.Senders[i] = p
@@ -1341,7 +1344,7 @@ var envSettings = []struct {
 // applyEnv sets what the environment says over what the file said, and
 // records which keys it set (for defaults and error messages).
 func (cl *configLoader) applyEnv(c *Config, env func(string) string) {
-	cl.fromEnv = map[string]string{}
+	cl.fromEnv, cl.cleared = map[string]string{}, map[string]bool{}
 	sh := &c.Smarthost
 	for _, s := range envSettings {
 		v := env(s.name)
@@ -1359,9 +1362,14 @@ func (cl *configLoader) applyEnv(c *Config, env func(string) string) {
 		case "smarthost.username":
 			sh.Username = v
 		case "smarthost.password":
+			if env("RELAYMAIL_PASSWORD_FILE") != "" {
+				bad("set RELAYMAIL_PASSWORD or RELAYMAIL_PASSWORD_FILE, not both")
+			}
 			sh.Password, sh.PasswordFile, sh.PasswordCommand = Secret(v), "", nil
+			cl.cleared["smarthost.password_command"] = true
 		case "smarthost.password_file":
 			sh.Password, sh.PasswordFile, sh.PasswordCommand = "", v, nil
+			cl.cleared["smarthost.password_command"] = true
 		case "smarthost.auth":
 			err = sh.Auth.UnmarshalText([]byte(v))
 		case "smarthost.ca_file":
@@ -1395,6 +1403,15 @@ func (cl *configLoader) applyEnv(c *Config, env func(string) string) {
 				if name = strings.TrimSpace(name); !ok || name == "" || strings.TrimSpace(targets) == "" {
 					bad("%q is not name=address[,address...]; separate aliases with ;", strings.TrimSpace(entry))
 					continue
+				}
+				if strings.ContainsAny(targets, "\r\n\x00") {
+					bad("alias %q contains a line break or NUL", name)
+					continue
+				}
+				for k := range c.Aliases {
+					if strings.EqualFold(k, name) {
+						delete(c.Aliases, k) // the environment's wins
+					}
 				}
 				c.Aliases[name] = strings.TrimSpace(targets)
 			}
@@ -1436,11 +1453,18 @@ func (cl *configLoader) applySmarthostURL(sh *Smarthost, v string) error {
 			return fmt.Errorf("holds a password: put it in RELAYMAIL_PASSWORD_FILE (or RELAYMAIL_PASSWORD), not in the URL")
 		}
 		sh.Username = u.User.Username()
+		cl.fromEnv["smarthost.username"] = "RELAYMAIL_SMARTHOST"
 	}
 	if u.Path != "" && u.Path != "/" {
 		return fmt.Errorf("%q: the URL has a path; write smtp://[user@]host[:port]", redactURL(v))
 	}
-	sh.Host = u.Hostname()
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: the URL has a query or fragment; write smtp://[user@]host[:port]", redactURL(v))
+	}
+	// Another relay: nothing of the file's host stays (its port, its
+	// fallbacks, the name its certificate carries).
+	sh.Host, sh.Port, sh.Fallback, sh.TLSServerName = u.Hostname(), 0, nil, ""
+	cl.cleared["smarthost.port"] = true
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil {
@@ -1455,7 +1479,11 @@ func (cl *configLoader) applySmarthostURL(sh *Smarthost, v string) error {
 
 // defined reports whether the file or the environment sets key.
 func (cl *configLoader) defined(key ...string) bool {
-	return cl.md.IsDefined(key...) || cl.fromEnv[strings.Join(key, ".")] != ""
+	k := strings.Join(key, ".")
+	if cl.fromEnv[k] != "" {
+		return true
+	}
+	return cl.md.IsDefined(key...) && !cl.cleared[k]
 }
 
 // redactURL hides what a URL holds before the host ("user:password@"):
@@ -1466,4 +1494,31 @@ func redactURL(v string) string {
 		return v[:i+2] + "...@" + v[j+1:]
 	}
 	return v
+}
+
+// globMatch reports whether s matches pattern, where * stands for any run
+// of characters (slashes too: a local part may hold one) and ? for one.
+func globMatch(pattern, s string) bool {
+	p, t := 0, 0
+	star, mark := -1, 0
+	for t < len(s) {
+		switch {
+		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[t]):
+			p++
+			t++
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, t
+			p++
+		case star >= 0:
+			p = star + 1
+			mark++
+			t = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
 }

@@ -470,6 +470,22 @@ func TestConfigEnv(t *testing.T) {
 		t.Errorf("without Env: %v, host %q", err, cfg.Smarthost.Host)
 	}
 
+	// A new relay from the environment keeps nothing of the file's host;
+	// a password from it replaces the file's password_command.
+	old := filepath.Join(dir, "old.conf")
+	if err := os.WriteFile(old, []byte("[smarthost]\nhost = \"old.example.com\"\nport = 465\ntls = \"tls\"\ntls_server_name = \"old.example.com\"\nfallback = [\"backup.example.com\"]\nusername = \"u\"\npassword_command = [\"cat\", \"/run/secrets/old\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = loadConfig(old, ConfigDefaults{Hostname: "x.example", Env: env(map[string]string{
+		"RELAYMAIL_SMARTHOST": "smtp://new.example.net", "RELAYMAIL_PASSWORD": "s3cret"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh := cfg.Smarthost; sh.Host != "new.example.net" || sh.Port != 587 || sh.TLS != TLSStartTLS || sh.Fallback != nil ||
+		sh.TLSServerName != "" || sh.PasswordCommand != nil || sh.Password != "s3cret" {
+		t.Errorf("new relay over the file's: %+v", sh)
+	}
+
 	for _, tt := range []struct {
 		env  map[string]string
 		want string
@@ -481,6 +497,8 @@ func TestConfigEnv(t *testing.T) {
 		{map[string]string{"RELAYMAIL_FROM": "web"}, `from "web" must be a full address, such as "web@example.com" (set by $RELAYMAIL_FROM)`},
 		{map[string]string{"RELAYMAIL_SMARTHOST": "smtp://h.example.com:99999"}, "port 99999 is out of range (1-65535) (set by $RELAYMAIL_SMARTHOST)"},
 		{map[string]string{"RELAYMAIL_SMARTHOST": "smtp://user:secret@mail.example.com:58x7"}, `"smtp://...@mail.example.com:58x7" is not smtp://`},
+		{map[string]string{"RELAYMAIL_PASSWORD": "a", "RELAYMAIL_PASSWORD_FILE": "/b"}, "$RELAYMAIL_PASSWORD: set RELAYMAIL_PASSWORD or RELAYMAIL_PASSWORD_FILE, not both"},
+		{map[string]string{"RELAYMAIL_SMARTHOST": "smtp://h.example.com?x=1"}, "has a query or fragment"},
 	} {
 		_, err := loadConfig(file, ConfigDefaults{Hostname: "x.example", Env: env(tt.env)})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -534,6 +552,7 @@ port = 2587
 	for sender, want := range map[string]string{
 		"a@example.org": "route 1", "A@EXAMPLE.ORG": "route 1", "x@shop.example.net": "route 1",
 		"billing@example.com": "route 2", "other@example.com": "", "": "", "a@sub.example.org": "",
+		"d/x@example.org": "route 1", `"a/b"@example.org`: "route 1",
 	} {
 		name, sh := cfg.RouteFor(sender)
 		if name != want || sh != cfg.SmarthostOf(name) {
@@ -541,7 +560,7 @@ port = 2587
 		}
 	}
 
-	bad := "[smarthost]\nhost = \"smtp.example.com\"\n[[route]]\nhost = \"a b\"\n[[route]]\nsenders = [\"[x\"]\nhost = \"h.example.com\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n"
+	bad := "[smarthost]\nhost = \"smtp.example.com\"\n[[route]]\nhost = \"a b\"\n[[route]]\nsenders = [\"a b\"]\nhost = \"h.example.com\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n"
 	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +568,7 @@ port = 2587
 	for _, want := range []string{
 		"[[route]] 1 has no senders",
 		`[[route]] 1 host "a b" contains a space`,
-		`[[route]] 2: senders "[x" is not a pattern`,
+		`[[route]] 2: senders "a b" is not a pattern`,
 		`[[route]] 2 tls = "none" would send the password unencrypted`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -596,6 +615,28 @@ func TestManPages(t *testing.T) {
 	for _, code := range []int{0, 64, 65, 66, 67, 69, 70, 71, 73, 74, 75, 77, 78} {
 		if !strings.Contains(string(man), fmt.Sprintf("**%d**", code)) {
 			t.Errorf("sendmail(8) does not document exit code %d", code)
+		}
+	}
+}
+
+func TestGlobMatch(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"*@example.org", "a@example.org", true},
+		{"*@example.org", "d/x@example.org", true},
+		{"*@example.org", "a@sub.example.org", false},
+		{"*@*.example.org", "a@sub.example.org", true},
+		{"billing@example.com", "billing@example.com", true},
+		{"b?lling@example.com", "billing@example.com", true},
+		{"billing@example.com", "xbilling@example.com", false},
+		{"*", "", true},
+		{"a*b*c", "aXXbYYc", true},
+		{"a*b*c", "aXXbYY", false},
+	} {
+		if got := globMatch(tt.pattern, tt.s); got != tt.want {
+			t.Errorf("globMatch(%q, %q) = %v, want %v", tt.pattern, tt.s, got, tt.want)
 		}
 	}
 }

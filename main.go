@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -436,7 +435,7 @@ func (p *process) senderAllowed(cfg *Config, s string) bool {
 		return true
 	}
 	for _, pat := range cfg.Rewrite.AllowFrom {
-		if ok, _ := path.Match(pat, strings.ToLower(s)); ok {
+		if globMatch(pat, strings.ToLower(s)) {
 			return true
 		}
 	}

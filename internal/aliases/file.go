@@ -67,6 +67,9 @@ func ParseFile(file string, r io.Reader, split func(string) ([]string, error)) (
 	for sc.Scan() {
 		n++
 		line := strings.TrimSuffix(sc.Text(), "\r")
+		if n == 1 {
+			line = strings.TrimPrefix(line, "\ufeff") // a byte order mark
+		}
 		trimmed := strings.TrimSpace(line)
 		switch {
 		case trimmed == "":
@@ -116,10 +119,10 @@ func splitName(line string) (name, value, problem string) {
 		if end < 0 {
 			return "", "", "the quoted name has no closing quote"
 		}
-		name, line = line[1:1+end], line[2+end:]
+		name, line = line[:2+end], line[2+end:] // quotes kept: "john doe" is how the local part is written
 		rest := strings.TrimLeft(line, " \t")
 		if !strings.HasPrefix(rest, ":") {
-			return "", "", fmt.Sprintf("no colon after the name %q: write name: address, ...", name)
+			return "", "", fmt.Sprintf("no colon after the name %s: write name: address, ...", name)
 		}
 		value = rest[1:]
 	} else {
@@ -147,9 +150,19 @@ func splitName(line string) (name, value, problem string) {
 // line. It reports problems through fail and says whether there were none.
 func parseTargets(line int, value string, split func(string) ([]string, error), fail func(int, string, ...any)) ([]string, bool) {
 	ok := true
-	for _, t := range splitCommas(value) {
-		t = strings.Trim(strings.TrimSpace(t), `"`)
+	for _, raw := range splitCommas(value) {
+		t := strings.Trim(strings.TrimSpace(raw), `"`)
 		lower := strings.ToLower(t)
+		if t != "" && !strings.HasPrefix(t, "|") && !strings.HasPrefix(t, "/") && !strings.HasPrefix(lower, ":include:") {
+			// One address per comma: "web@x # the team" or sendmail's
+			// "error:nouser No such user" would otherwise become words
+			// taken for more addresses.
+			if addrs, err := split(raw); err == nil && len(addrs) > 1 {
+				fail(line, "%q is more than one address: separate addresses with commas (and there are no comments after a target)", strings.TrimSpace(raw))
+				ok = false
+				continue
+			}
+		}
 		switch {
 		case strings.HasPrefix(t, "|"):
 			fail(line, "%q: a relay cannot deliver to a program; give an address", t)

@@ -19,7 +19,7 @@ func TestParseFile(t *testing.T) {
 		"\n" +
 		"\"john doe\": john@example.net\r\n" +
 		"MixedCase : x@example.net\n"
-	entries, errs := ParseFile("aliases", strings.NewReader(good), address.ParseList)
+	entries, errs := ParseFile("aliases", strings.NewReader("\ufeff"+good), address.ParseList)
 	if len(errs) != 0 {
 		t.Fatalf("errors: %v", errs)
 	}
@@ -27,7 +27,7 @@ func TestParseFile(t *testing.T) {
 		{Name: "postmaster", Targets: []string{"root"}, Line: 2},
 		{Name: "root", Targets: []string{"admin", "ops@example.net"}, Line: 3},
 		{Name: "admin", Targets: []string{"alice@example.net", "bob@example.net", "john@example.net"}, Line: 4},
-		{Name: "john doe", Targets: []string{"john@example.net"}, Line: 9},
+		{Name: `"john doe"`, Targets: []string{"john@example.net"}, Line: 9},
 		{Name: "mixedcase", Targets: []string{"x@example.net"}, Line: 10},
 	}
 	if !reflect.DeepEqual(entries, want) {
@@ -55,6 +55,8 @@ func TestParseFileErrors(t *testing.T) {
 		{"twice", "root: a@x\nother: b@x\nROOT: c@x\n", []string{`aliases:3: alias "ROOT" is defined twice (first on line 1)`}, []string{"root", "other"}},
 		{"continuation first", "  a@x\nroot: b@x\n", []string{"aliases:1: a line that starts with white space continues the alias above, and there is none"}, []string{"root"}},
 		{"error on a continuation", "root: a@x,\n  |/bin/sh\nok: b@x\n", []string{`aliases:1: "|/bin/sh": a relay cannot deliver to a program`}, []string{"ok"}},
+		{"comment after a target", "www-data: web@example.net # the web team\n", []string{`aliases:1: "web@example.net # the web team" is more than one address`}, nil},
+		{"sendmail's error:", "cron: error:nouser No such user here\n", []string{`aliases:1: "error:nouser No such user here" is more than one address`}, nil},
 		{"long line", "root: " + strings.Repeat("a", maxLineBytes) + "\n", []string{"aliases:1: a line is longer than 65536 bytes"}, nil},
 	}
 	for _, tt := range tests {
