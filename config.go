@@ -847,6 +847,8 @@ func (cl *configLoader) validate(c *Config) {
 			cl.errorf(k("default_recipient"), "default_recipient: %v", err)
 		} else if address.IsLocal(c.DefaultRecipient) {
 			cl.errorf(k("default_recipient"), "default_recipient %q must be a full address, such as %q", c.DefaultRecipient, c.DefaultRecipient+"@example.com")
+		} else if d := strings.ToLower(c.DefaultRecipient[strings.LastIndexByte(c.DefaultRecipient, '@')+1:]); d == "localhost" || d == "localhost.localdomain" || d == strings.ToLower(c.Hostname) || slices.Contains(c.LocalDomains, d) {
+			cl.errorf(k("default_recipient"), "default_recipient %q is local itself; give an address the smarthost delivers to", c.DefaultRecipient)
 		}
 	}
 	cl.validateRewrite(&c.Rewrite)

@@ -316,6 +316,17 @@ func loadAliases(cfg *Config) (aliases.Table, error) {
 		}
 		t.Add(entries)
 	}
+	// A target at a local address is the local name: "root: admin@localhost"
+	// goes on through admin's alias, as "root: admin" does.
+	rl := recipient.New(recipient.Options{Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains})
+	for name, targets := range t {
+		for i, target := range targets {
+			if at := strings.LastIndexByte(target, '@'); at > 0 && rl.IsLocal(target) {
+				targets[i] = target[:at]
+			}
+		}
+		t[name] = targets
+	}
 	return t, nil
 }
 
@@ -821,14 +832,16 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 		return nil
 	}
 
-	opts, err := p.relayOptions(cfg, inv, &cfg.Smarthost)
+	// The settings of the message's route, checked before the session:
+	// a broken one leaves it queued, with the reason.
+	_, sh := cfg.RouteFor(env.From)
+	opts, err := p.relayOptions(cfg, inv, sh)
 	if err != nil {
 		item.Unlock()
 		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)
 		return nil
 	}
-	opts.SkipQuitReply = true
-	runner := p.runner(cfg, sp, inv, opts, log)
+	runner := p.runner(cfg, sp, inv, true, log)
 	// -oep, -oew and -oeq tell the caller through stderr and the exit code
 	// when every recipient is refused; -oem and -oee mail a bounce.
 	callerTold := inv.ErrorMode != 'm' && inv.ErrorMode != 'e'
@@ -1103,7 +1116,10 @@ func (p *process) checkSmarthost(cfg *Config, inv Invocation, sh *Smarthost) err
 		}
 		return sysexits.Errorf(sysexits.TempFail, "check %w", err)
 	}
-	fmt.Fprintf(w, "smarthost %s answered in %v\n", opts.Addr, p.now().Sub(start).Round(time.Millisecond))
+	for _, why := range r.Skipped {
+		fmt.Fprintf(w, "warning: %s\n", why)
+	}
+	fmt.Fprintf(w, "smarthost %s answered in %v\n", r.Addr, p.now().Sub(start).Round(time.Millisecond))
 	if r.TLS != nil {
 		fmt.Fprintf(w, "  %s, %s\n", tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite))
 		if len(r.TLS.PeerCertificates) > 0 {
@@ -1121,7 +1137,11 @@ func (p *process) checkSmarthost(cfg *Config, inv Invocation, sh *Smarthost) err
 	if r.Mechanism != "" {
 		fmt.Fprintf(w, "  logged in as %q with %s\n", sh.Username, r.Mechanism)
 	}
-	fmt.Fprintf(w, "ok: mail can be relayed through %s (nothing was sent)\n", opts.Addr)
+	if r.Addr != opts.Addr {
+		fmt.Fprintf(w, "ok: mail can be relayed through the fallback %s, not %s (nothing was sent)\n", r.Addr, opts.Addr)
+		return nil
+	}
+	fmt.Fprintf(w, "ok: mail can be relayed through %s (nothing was sent)\n", r.Addr)
 	return nil
 }
 
@@ -1167,13 +1187,12 @@ func (p *process) relayNow(cfg *Config, inv Invocation, log *maillog.Logger, fil
 	if err != nil {
 		return o, err
 	}
-	o.relay = opts.Addr
-	o.results, o.err = relay(context.Background(), opts, env, bufio.NewReaderSize(f, 64<<10))
+	o.results, o.relay, o.err = relay(context.Background(), opts, env, bufio.NewReaderSize(f, 64<<10))
 	var name string
 	if u, err := p.currentUser(); err == nil {
 		name = u.Username
 	}
-	logResults(log, maillog.Entry{ID: a.intake.MessageID, UID: os.Getuid(), User: name, From: a.from, Relay: opts.Addr, Delay: p.now().Sub(start)}, o.results)
+	logResults(log, maillog.Entry{ID: a.intake.MessageID, UID: os.Getuid(), User: name, From: a.from, Relay: o.relay, Delay: p.now().Sub(start)}, o.results)
 	return o, nil
 }
 
@@ -1305,12 +1324,12 @@ func (p *process) openSpool(cfg *Config) (*spool.Spool, error) {
 }
 
 // runner returns the delivery engine for the config's smarthost.
-// runner returns the queue runner for cfg. opts are the default route's
-// ([smarthost]); a [[route]]'s are made from the config the first time it
-// is dialled, with opts' SkipQuitReply, and a route whose settings are
-// broken (an unreadable ca_file) defers its own messages only.
-func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, opts relayOptions, log *maillog.Logger) *queue.Runner {
-	routeOpts := map[string]relayOptions{"": opts}
+// runner returns the queue runner for cfg. Each route's relay options are
+// made from the config the first time it is dialled, so a route whose
+// settings are broken (an unreadable ca_file) defers its own messages
+// only.
+func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitReply bool, log *maillog.Logger) *queue.Runner {
+	routeOpts := map[string]relayOptions{}
 	optsFor := func(route string) (relayOptions, error) {
 		if o, ok := routeOpts[route]; ok {
 			return o, nil
@@ -1319,7 +1338,7 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, opts rela
 		if err != nil {
 			return o, err
 		}
-		o.SkipQuitReply = opts.SkipQuitReply
+		o.SkipQuitReply = skipQuitReply
 		routeOpts[route] = o
 		return o, nil
 	}
@@ -1449,13 +1468,20 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 	if err != nil {
 		return err
 	}
-	opts, err := p.relayOptions(cfg, inv, &cfg.Smarthost)
-	if err != nil {
-		return err
+	// Broken [smarthost] settings stop the run, unless routes can still
+	// deliver theirs: then they are said, the default route's mail waits,
+	// and the exit code tells once the run is done.
+	var defaultErr error
+	if _, err := p.relayOptions(cfg, inv, &cfg.Smarthost); err != nil {
+		if len(cfg.Routes) == 0 {
+			return err
+		}
+		p.report(err)
+		defaultErr = &quietError{err}
 	}
 	log := p.logger(inv)
 	defer log.Close()
-	runner := p.runner(cfg, sp, inv, opts, log)
+	runner := p.runner(cfg, sp, inv, false, log)
 	ctx := context.Background()
 	if inv.QueueID != "" {
 		out, err := runner.DeliverID(ctx, inv.QueueID, false)
@@ -1470,7 +1496,7 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 		if out.Pending > 0 && inv.Verbose > 0 {
 			fmt.Fprintf(p.stderr, "%s: %s still queued: %v\n", p.name, inv.QueueID, out.Err)
 		}
-		return nil
+		return defaultErr
 	}
 	if inv.Drain {
 		st, err := runner.Drain(ctx, cfg.Smarthost.MaxConnections, time.Duration(cfg.Queue.Linger))
@@ -1480,7 +1506,7 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 		if inv.Verbose > 0 {
 			fmt.Fprintf(p.stderr, "%s: drain: %d attempted, %d delivered, %d deferred\n", p.name, st.Attempted, st.Delivered, st.Deferred)
 		}
-		return nil
+		return defaultErr
 	}
 	if inv.QueueInterval == 0 {
 		// What killed senders left half-written, once it is surely theirs.
@@ -1503,7 +1529,7 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 			fmt.Fprintf(p.stderr, "%s: queue run: %d attempted, %d delivered, %d deferred, %d with bounces, %d busy elsewhere, %d damaged\n",
 				p.name, st.Attempted, st.Delivered, st.Deferred, st.Bounced, st.Busy, st.Damaged)
 		}
-		return nil
+		return defaultErr
 	}
 	return p.queueLoop(runner, sp, inv.QueueInterval, cfg.Smarthost.MaxConnections)
 }

@@ -202,6 +202,8 @@ type session struct {
 	used   int    // messages attempted on this connection
 	broken bool   // the connection is unusable; dial a new one
 	mech   string // the SASL mechanism that logged in, or ""
+	// skipped holds what the hosts tried before this one (fallback) said.
+	skipped []string
 }
 
 // dial connects, secures and authenticates a session, with the fallback
@@ -211,17 +213,27 @@ type session struct {
 // a *relayError on failure, the last host's.
 func dial(ctx context.Context, o relayOptions) (*session, error) {
 	s, err := dialHost(ctx, o)
+	var skipped []string // what the hosts before the one that answered said
 	for _, addr := range o.Fallback {
 		var re *relayError
 		if err == nil || !errors.As(err, &re) || re.Perm || re.Code >= 500 {
 			break
 		}
+		skipped = append(skipped, err.Error())
 		next := o
 		next.Addr, next.Fallback = addr, nil
 		if !o.FixedServerName {
 			next.ServerName, _, _ = net.SplitHostPort(addr)
 		}
 		s, err = dialHost(ctx, next)
+	}
+	var re *relayError
+	switch {
+	case err == nil:
+		s.skipped = skipped
+	case len(skipped) > 0 && errors.As(err, &re):
+		// Every host failed: the first ones' trouble must not vanish.
+		re.Addr += " (after " + strings.Join(skipped, "; ") + ")"
 	}
 	return s, err
 }
@@ -254,6 +266,8 @@ func dialHost(ctx context.Context, o relayOptions) (*session, error) {
 
 // checkReport is what a check learned of the smarthost.
 type checkReport struct {
+	Addr       string               // the host that answered: o.Addr, or a fallback
+	Skipped    []string             // why the hosts before it did not
 	TLS        *tls.ConnectionState // nil without TLS
 	Extensions []string             // as offered after TLS: "SIZE 35882577", "PIPELINING"
 	Mechanism  string               // the SASL mechanism that logged in; "" without a login
@@ -286,6 +300,7 @@ func check(ctx context.Context, o relayOptions) (checkReport, error) {
 		}
 	}
 	r.Mechanism = s.mech
+	r.Addr, r.Skipped = s.o.Addr, s.skipped
 	return r, nil
 }
 
@@ -312,8 +327,9 @@ func (s *session) close() {
 	s.c.Close()
 }
 
-// relay delivers one message on a session of its own.
-func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]result, error) {
+// relay delivers one message on a session of its own, and says which host
+// (o.Addr or a fallback) took it.
+func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]result, string, error) {
 	s, err := dial(ctx, o)
 	if err != nil {
 		var rerr *relayError
@@ -322,10 +338,11 @@ func relay(ctx context.Context, o relayOptions, env envelope, msg io.Reader) ([]
 		for i, rcpt := range env.Rcpts {
 			results[i] = rerr.result(rcpt)
 		}
-		return results, err
+		return results, o.Addr, err
 	}
 	defer s.close()
-	return s.send(env, msg)
+	results, err := s.send(env, msg)
+	return results, s.o.Addr, err
 }
 
 // send delivers one message; see sendOnce. Replies are made safe to

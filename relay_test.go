@@ -53,7 +53,7 @@ func TestPipelinedFlight(t *testing.T) {
 	}()
 	o := relayOptions{Addr: l.Addr().String(), TLS: TLSNone, Auth: AuthNone, Hostname: "app01.example.com", Timeout: 5 * time.Second, DataTimeout: 5 * time.Second}
 	env := envelope{From: "a@example.com", Rcpts: []string{"b@example.net", "c@example.net"}, Size: 20}
-	results, err := relay(context.Background(), o, env, strings.NewReader("Subject: x\r\n\r\nbody\r\n"))
+	results, _, err := relay(context.Background(), o, env, strings.NewReader("Subject: x\r\n\r\nbody\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestPipelinedMatchesLockstep(t *testing.T) {
 				}
 				o.Secret.Value = "p"
 				env := envelope{From: "s@example.com", Rcpts: []string{"a@example.net", "b@example.net"}, Size: 20}
-				results, _ := relay(context.Background(), o, env, strings.NewReader("Subject: x\r\n\r\nbody\r\n"))
+				results, _, _ := relay(context.Background(), o, env, strings.NewReader("Subject: x\r\n\r\nbody\r\n"))
 				for i, want := range tt.want {
 					if results[i].Code != want {
 						t.Errorf("result %d = %d %q, want %d", i, results[i].Code, results[i].Text, want)

@@ -66,6 +66,10 @@ func TestFallback(t *testing.T) {
 				return
 			}
 			wantCode(t, o, 0, "")
+			if c := s.run("", "--check"); !strings.Contains(c.stdout, "warning: 127.0.0.1:"+strconv.Itoa(port)) ||
+				!strings.Contains(c.stdout, fmt.Sprintf("ok: mail can be relayed through the fallback 127.0.0.1:%d", second.Port())) {
+				t.Errorf("--check does not say the fallback answered:\n%s%s", c.stdout, c.stderr)
+			}
 			msgs, err := second.WaitMessages(1, 10*time.Second)
 			must(t, err)
 			wantEnvelope(t, msgs[0], "a@example.com", "b@example.net")
@@ -78,4 +82,17 @@ func TestFallback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFallbackAllDown: when every host fails, the error names each one's
+// trouble, the first host's too.
+func TestFallbackAllDown(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Faults: []smarthost.Fault{{Stage: smarthost.Connect, Code: 421, Text: "too busy"}}}, "", "")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	dead := l.Addr().String()
+	l.Close()
+	appendSmarthost(t, s.conf, fmt.Sprintf("fallback = [%q]\n", dead))
+	o := s.run("", "--check")
+	wantCode(t, o, 75, dead+" (after 127.0.0.1:"+strconv.Itoa(s.srv.Port())+": greeting: 421 too busy): cannot connect")
 }

@@ -72,3 +72,31 @@ password = "org-password"
 		t.Errorf("--check:\n%s", o.stdout)
 	}
 }
+
+// TestRouteDespiteBrokenDefault: a [smarthost] whose ca_file is missing
+// holds back its own mail only: a route's message is sent at once and by a
+// queue run, which then exits 78 for the default's settings.
+func TestRouteDespiteBrokenDefault(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	org := smarthost.New(t, smarthost.Options{Users: map[string]string{user: password}, AuthRequired: true})
+	orgCA := filepath.Join(s.dir, "org-ca.pem")
+	must(t, org.WriteCA(orgCA))
+	b, err := os.ReadFile(s.conf)
+	must(t, err)
+	conf := strings.Replace(string(b), filepath.Join(s.dir, "ca.pem"), filepath.Join(s.dir, "missing.pem"), 1)
+	conf = strings.Replace(conf, "\n[queue]\n", fmt.Sprintf("\n[[route]]\nsenders = [\"example.org\"]\nhost = \"127.0.0.1\"\nport = %d\nca_file = %q\nusername = %q\npassword = %q\n\n[queue]\n", org.Port(), orgCA, user, password), 1)
+	must(t, os.WriteFile(s.conf, []byte(conf), 0o600))
+
+	wantCode(t, s.run(simple, "-odi", "-f", "a@example.org", "x@example.net"), 0, "")
+	wantCode(t, s.run(simple, "-odq", "-f", "b@example.org", "y@example.net"), 0, "")
+	o := s.run(simple, "-odi", "-f", "c@example.com", "z@example.net")
+	wantQueued(t, o, "ca_file")
+	o = s.run("", "-q")
+	wantCode(t, o, 78, "missing.pem")
+	if _, err := org.WaitMessages(2, 10*time.Second); err != nil {
+		t.Errorf("the route's two messages did not arrive: %v", err)
+	}
+	if n := len(s.srv.Messages()); n != 0 {
+		t.Errorf("[smarthost] got %d messages with its ca_file missing", n)
+	}
+}
