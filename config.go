@@ -746,7 +746,7 @@ func (cl *configLoader) checkKeys(md toml.MetaData) {
 		} else if s := closest(name, known); s != "" {
 			hint = "did you mean " + s + "?"
 			if _, ok := schema[s]; ok && isTable {
-				hint = "did you mean [" + s + "]?"
+				hint = "did you mean " + tableHeader(s) + "?"
 			}
 			if strings.EqualFold(s, name) {
 				hint += " (keys are case-sensitive)"
@@ -769,7 +769,7 @@ func (cl *configLoader) checkKeys(md toml.MetaData) {
 				if t == "" {
 					hint = name + " is a top-level setting: put it before the first [table] line"
 				} else {
-					hint = name + " belongs under [" + t + "]"
+					hint = name + " belongs under " + tableHeader(t)
 				}
 				break
 			}
@@ -1523,4 +1523,22 @@ func globMatch(pattern, s string) bool {
 		p++
 	}
 	return p == len(pattern)
+}
+
+// tableHeader is how a table is written: [smarthost], [[route]].
+func tableHeader(t string) string {
+	if t == "route" {
+		return "[[route]]"
+	}
+	return "[" + t + "]"
+}
+
+// Label names sh in messages: "[smarthost]", or "[[route]] N".
+func (c *Config) Label(sh *Smarthost) string {
+	for i := range c.Routes {
+		if sh == &c.Routes[i].Smarthost {
+			return "[[route]] " + strconv.Itoa(i+1)
+		}
+	}
+	return "[smarthost]"
 }

@@ -201,19 +201,24 @@ func (p *process) main(args []string) error {
 // exposedSecret says which file holding the relay's password every user
 // can read, or "".
 func exposedSecret(cfg *Config) string {
-	sh := cfg.Smarthost
-	switch {
-	case cfg.Mode&0o002 != 0:
+	if cfg.Mode&0o002 != 0 {
 		return fmt.Sprintf("%s can be changed by every user (mode %04o), and with it where mail and the password go", cfg.Path, cfg.Mode)
-	case sh.Password != "" && cfg.Mode&0o004 != 0:
-		return fmt.Sprintf("%s holds the relay password and every user can read it (mode %04o)", cfg.Path, cfg.Mode)
 	}
-	for _, f := range []struct{ key, path string }{{"password_file", sh.PasswordFile}, {"tls_key_file", sh.TLSKeyFile}} {
-		if f.path == "" {
-			continue
+	hosts := []*Smarthost{&cfg.Smarthost}
+	for i := range cfg.Routes {
+		hosts = append(hosts, &cfg.Routes[i].Smarthost)
+	}
+	for _, sh := range hosts {
+		if sh.Password != "" && cfg.Mode&0o004 != 0 {
+			return fmt.Sprintf("%s holds the relay password of %s and every user can read it (mode %04o)", cfg.Path, cfg.Label(sh), cfg.Mode)
 		}
-		if fi, err := os.Stat(f.path); err == nil && fi.Mode().Perm()&0o006 != 0 {
-			return fmt.Sprintf("%s %s can be read or changed by every user (mode %04o)", f.key, f.path, fi.Mode().Perm())
+		for _, f := range []struct{ key, path string }{{"password_file", sh.PasswordFile}, {"tls_key_file", sh.TLSKeyFile}} {
+			if f.path == "" {
+				continue
+			}
+			if fi, err := os.Stat(f.path); err == nil && fi.Mode().Perm()&0o006 != 0 {
+				return fmt.Sprintf("%s %s can be read or changed by every user (mode %04o)", f.key, f.path, fi.Mode().Perm())
+			}
 		}
 	}
 	return ""
@@ -1240,11 +1245,11 @@ func (p *process) relayOptions(cfg *Config, inv Invocation, sh *Smarthost) (rela
 	if sh.CAFile != "" {
 		pem, err := os.ReadFile(sh.CAFile)
 		if err != nil {
-			return o, sysexits.Errorf(sysexits.Config, "%s: [smarthost] ca_file: %v", cfg.Path, err)
+			return o, sysexits.Errorf(sysexits.Config, "%s: %s ca_file: %v", cfg.Path, cfg.Label(sh), err)
 		}
 		pool, err := trust.PoolFromPEM(pem)
 		if err != nil {
-			return o, sysexits.Errorf(sysexits.Config, "%s: [smarthost] ca_file %s %v", cfg.Path, sh.CAFile, err)
+			return o, sysexits.Errorf(sysexits.Config, "%s: %s ca_file %s %v", cfg.Path, cfg.Label(sh), sh.CAFile, err)
 		}
 		o.RootCAs = pool
 	}
@@ -1256,7 +1261,7 @@ func (p *process) relayOptions(cfg *Config, inv Invocation, sh *Smarthost) (rela
 	if sh.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(sh.TLSCertFile, sh.TLSKeyFile)
 		if err != nil {
-			return o, sysexits.Errorf(sysexits.Config, "%s: [smarthost] tls_cert_file and tls_key_file: %v", cfg.Path, err)
+			return o, sysexits.Errorf(sysexits.Config, "%s: %s tls_cert_file and tls_key_file: %v", cfg.Path, cfg.Label(sh), err)
 		}
 		o.ClientCert = &cert
 	}
