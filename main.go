@@ -839,14 +839,14 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 
 	// The settings of the message's route, checked before the session:
 	// a broken one leaves it queued, with the reason.
-	_, sh := cfg.RouteFor(env.From)
+	route, sh := cfg.RouteFor(env.From)
 	opts, err := p.relayOptions(cfg, inv, sh)
 	if err != nil {
 		item.Unlock()
 		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)
 		return nil
 	}
-	runner := p.runner(cfg, sp, inv, true, log)
+	runner := p.runner(cfg, sp, inv, true, log, map[string]relayOptions{route: opts})
 	// -oep, -oew and -oeq tell the caller through stderr and the exit code
 	// when every recipient is refused; -oem and -oee mail a bounce.
 	callerTold := inv.ErrorMode != 'm' && inv.ErrorMode != 'e'
@@ -1333,8 +1333,12 @@ func (p *process) openSpool(cfg *Config) (*spool.Spool, error) {
 // made from the config the first time it is dialled, so a route whose
 // settings are broken (an unreadable ca_file) defers its own messages
 // only.
-func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitReply bool, log *maillog.Logger) *queue.Runner {
+func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitReply bool, log *maillog.Logger, known map[string]relayOptions) *queue.Runner {
 	routeOpts := map[string]relayOptions{}
+	for route, o := range known { // made already: ca_file is not read twice
+		o.SkipQuitReply = skipQuitReply
+		routeOpts[route] = o
+	}
 	optsFor := func(route string) (relayOptions, error) {
 		if o, ok := routeOpts[route]; ok {
 			return o, nil
@@ -1477,16 +1481,19 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 	// deliver theirs: then they are said, the default route's mail waits,
 	// and the exit code tells once the run is done.
 	var defaultErr error
-	if _, err := p.relayOptions(cfg, inv, &cfg.Smarthost); err != nil {
+	known := map[string]relayOptions{}
+	if opts, err := p.relayOptions(cfg, inv, &cfg.Smarthost); err != nil {
 		if len(cfg.Routes) == 0 {
 			return err
 		}
 		p.report(err)
 		defaultErr = &quietError{err}
+	} else {
+		known[""] = opts
 	}
 	log := p.logger(inv)
 	defer log.Close()
-	runner := p.runner(cfg, sp, inv, false, log)
+	runner := p.runner(cfg, sp, inv, false, log, known)
 	ctx := context.Background()
 	if inv.QueueID != "" {
 		out, err := runner.DeliverID(ctx, inv.QueueID, false)
