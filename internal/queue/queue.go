@@ -121,11 +121,11 @@ type Runner struct {
 	// recipients that already have the message), or they are damaged
 	// (reported once).
 	stuck map[string]bool
-	// keep makes Run leave its session open in sess for the next Run, as
-	// a lingering Drain wants; whoever sets it closes sess.
+	// keep makes Run leave its sessions open in kept for the next Run, as
+	// a lingering Drain wants; whoever sets it closes them.
 	keep    bool
-	sess    Session
-	dialErr error // why Drain's early dial failed, for the next Run
+	kept    map[string]Session // per route, what a kept Run left open
+	dialErr error              // why Drain's early dial failed, for the next Run
 }
 
 // route is the route of env.
@@ -239,10 +239,13 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		size    int64
 	}
 	routes := map[string]*routeState{}
-	if r.sess != nil || r.dialErr != nil {
-		routes[""] = &routeState{sess: r.sess, dialErr: r.dialErr}
+	for key, sess := range r.kept {
+		routes[key] = &routeState{sess: sess}
 	}
-	r.sess, r.dialErr = nil, nil
+	if r.dialErr != nil {
+		routes[""] = &routeState{dialErr: r.dialErr}
+	}
+	r.kept, r.dialErr = nil, nil
 	defer func() {
 		for key, rs := range routes {
 			for _, it := range rs.batch {
@@ -250,8 +253,11 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 			}
 			switch {
 			case rs.sess == nil:
-			case r.keep && key == "" && !rs.sess.Broken():
-				r.sess = rs.sess
+			case r.keep && !rs.sess.Broken():
+				if r.kept == nil {
+					r.kept = map[string]Session{}
+				}
+				r.kept[key] = rs.sess
 			default:
 				rs.sess.Close()
 			}

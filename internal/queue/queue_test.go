@@ -600,3 +600,34 @@ func TestRunRoutes(t *testing.T) {
 		t.Errorf("stats %+v, want 4 delivered and the unreachable route's one deferred", st)
 	}
 }
+
+// TestRunKeepsRouteSessions: a Run that keeps its sessions (a lingering
+// Drain) keeps every route's, and the next Run uses them: one dial per
+// route over both.
+func TestRunKeepsRouteSessions(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	var bounces []string
+	r, sp := newRunner(t, &fakeSession{}, c, &bounces)
+	dials := map[string]int{}
+	r.o.Route = func(env *spool.Envelope) string {
+		if strings.HasSuffix(env.From, "@example.org") {
+			return "org"
+		}
+		return ""
+	}
+	r.o.Dial = func(_ context.Context, route string) (Session, error) {
+		dials[route]++
+		return &fakeSession{}, nil
+	}
+	r.keep = true
+	for range 2 {
+		enqueue(t, sp, c, "a@example.com", "r1@x")
+		enqueue(t, sp, c, "b@example.org", "r2@x")
+		if st, err := r.Run(context.Background(), false); err != nil || st.Delivered != 2 {
+			t.Fatalf("Run: %+v, %v", st, err)
+		}
+	}
+	if dials[""] != 1 || dials["org"] != 1 || len(r.kept) != 2 {
+		t.Errorf("dials %v and %d sessions kept, want one dial per route and both kept", dials, len(r.kept))
+	}
+}

@@ -151,10 +151,10 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 	// The session ends before the slot is let go: a slot is one
 	// connection, and the next holder may open its own at once.
 	closeSession := func() {
-		if r.sess != nil {
-			r.sess.Close()
-			r.sess = nil
+		for _, sess := range r.kept {
+			sess.Close()
 		}
+		r.kept = nil
 	}
 	defer func() {
 		r.keep = false
@@ -170,7 +170,10 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 			// TCP, TLS and AUTH take their round trips go in the first
 			// batch instead of waiting for a second one. (With several
 			// routes, which one is not known before the listing.)
-			r.sess, r.dialErr = r.o.Dial(ctx, "")
+			var sess Session
+			if sess, r.dialErr = r.o.Dial(ctx, ""); sess != nil {
+				r.kept = map[string]Session{"": sess}
+			}
 		}
 		var busy time.Time // since when passes have found only busy messages
 		for ctx.Err() == nil {
