@@ -47,6 +47,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"relaymail/internal/address"
+	"relaymail/internal/recipient"
 	"relaymail/internal/sysexits"
 )
 
@@ -847,7 +848,7 @@ func (cl *configLoader) validate(c *Config) {
 			cl.errorf(k("default_recipient"), "default_recipient: %v", err)
 		} else if address.IsLocal(c.DefaultRecipient) {
 			cl.errorf(k("default_recipient"), "default_recipient %q must be a full address, such as %q", c.DefaultRecipient, c.DefaultRecipient+"@example.com")
-		} else if d := strings.ToLower(c.DefaultRecipient[strings.LastIndexByte(c.DefaultRecipient, '@')+1:]); d == "localhost" || d == "localhost.localdomain" || d == strings.ToLower(c.Hostname) || slices.Contains(c.LocalDomains, d) {
+		} else if recipient.New(recipient.Options{Hostname: c.Hostname, LocalDomains: c.LocalDomains}).IsLocal(c.DefaultRecipient) {
 			cl.errorf(k("default_recipient"), "default_recipient %q is local itself; give an address the smarthost delivers to", c.DefaultRecipient)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,6 +83,32 @@ linger = "200ms"
 	// spool first, or the removal races with them.
 	t.Cleanup(func() { waitRunners(filepath.Join(dir, "spool")) })
 	return &setup{t: t, srv: srv, dir: dir, conf: path}
+}
+
+// setQueueDir points the config's [queue] dir at dir ("" for no spool).
+func (s *setup) setQueueDir(dir string) {
+	s.t.Helper()
+	b, err := os.ReadFile(s.conf)
+	must(s.t, err)
+	conf := regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAllString(string(b), fmt.Sprintf("dir = %q", dir))
+	must(s.t, os.WriteFile(s.conf, []byte(conf), 0o600))
+}
+
+// mountTmpfs mounts a tmpfs with opts ("size=64k", "ro,size=64k") on a new
+// directory name under the setup's, unmounted when the test ends. It skips
+// without root (CI runs as root).
+func (s *setup) mountTmpfs(name, opts string) string {
+	s.t.Helper()
+	if os.Geteuid() != 0 {
+		s.t.Skip("needs root to mount a tmpfs (CI runs as root)")
+	}
+	dir := filepath.Join(s.dir, name)
+	must(s.t, os.Mkdir(dir, 0o700))
+	if out, err := execCommand("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir); err != nil {
+		s.t.Skipf("cannot mount tmpfs here: %v %s", err, out)
+	}
+	s.t.Cleanup(func() { execCommand("umount", dir) })
+	return dir
 }
 
 type outcome struct {

@@ -343,9 +343,7 @@ func TestSpoolErrors(t *testing.T) {
 		s := newSetup(t, smarthost.Options{}, "", "")
 		blocker := filepath.Join(s.dir, "file")
 		os.WriteFile(blocker, nil, 0o600)
-		b, _ := os.ReadFile(s.conf)
-		conf := regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAllString(string(b), fmt.Sprintf("dir = %q", filepath.Join(blocker, "spool")))
-		os.WriteFile(s.conf, []byte(conf), 0o600)
+		s.setQueueDir(filepath.Join(blocker, "spool"))
 		o := s.run(simple, "-f", "a@example.com", "b@example.net")
 		if o.code != 73 && o.code != 75 {
 			t.Errorf("exit code = %d, want 73 or 75; stderr %q", o.code, o.stderr)
@@ -358,19 +356,8 @@ func TestSpoolErrors(t *testing.T) {
 		}
 	})
 	t.Run("read-only spool", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root to mount a read-only tmpfs (CI runs as root)")
-		}
 		s := newSetup(t, smarthost.Options{}, "", "")
-		ro := filepath.Join(s.dir, "ro")
-		os.Mkdir(ro, 0o700)
-		if out, err := execCommand("mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", ro); err != nil {
-			t.Skipf("cannot mount tmpfs here: %v %s", err, out)
-		}
-		t.Cleanup(func() { execCommand("umount", ro) })
-		b, _ := os.ReadFile(s.conf)
-		conf := regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAllString(string(b), fmt.Sprintf("dir = %q", ro))
-		os.WriteFile(s.conf, []byte(conf), 0o600)
+		s.setQueueDir(s.mountTmpfs("ro", "ro,size=64k"))
 		o := s.run(simple, "-f", "a@example.com", "b@example.net")
 		wantCode(t, o, 73, "read-only file system")
 		if len(s.srv.Sessions()) != 0 {
@@ -378,19 +365,9 @@ func TestSpoolErrors(t *testing.T) {
 		}
 	})
 	t.Run("full filesystem", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root to mount a small tmpfs (CI runs as root)")
-		}
 		s := newSetup(t, smarthost.Options{}, "", "")
-		small := filepath.Join(s.dir, "small")
-		os.Mkdir(small, 0o700)
-		if out, err := execCommand("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small); err != nil {
-			t.Skipf("cannot mount tmpfs here: %v %s", err, out)
-		}
-		t.Cleanup(func() { execCommand("umount", small) })
-		b, _ := os.ReadFile(s.conf)
-		conf := regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAllString(string(b), fmt.Sprintf("dir = %q", filepath.Join(small, "spool")))
-		os.WriteFile(s.conf, []byte(conf), 0o600)
+		small := s.mountTmpfs("small", "size=64k")
+		s.setQueueDir(filepath.Join(small, "spool"))
 		big := "Subject: big\n\n" + strings.Repeat("x", 200<<10) + "\n"
 		o := s.run(big, "-f", "a@example.com", "b@example.net")
 		wantCode(t, o, 75, "no space left")

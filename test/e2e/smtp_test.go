@@ -279,20 +279,9 @@ func TestSMTPInputEnds(t *testing.T) {
 // TestSMTPSpoolFull: a message the spool cannot hold gets 451 4.3.0 and
 // leaves nothing behind; the session goes on.
 func TestSMTPSpoolFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (CI runs as root)")
-	}
 	s := newSetup(t, smarthost.Options{}, "", "")
-	small := filepath.Join(s.dir, "small")
-	os.Mkdir(small, 0o700)
-	if out, err := execCommand("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small); err != nil {
-		t.Skipf("cannot mount tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { execCommand("umount", small) })
-	spoolDir := filepath.Join(small, "spool")
-	b, _ := os.ReadFile(s.conf)
-	conf := regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAllString(string(b), fmt.Sprintf("dir = %q", spoolDir))
-	os.WriteFile(s.conf, []byte(conf), 0o600)
+	spoolDir := filepath.Join(s.mountTmpfs("small", "size=64k"), "spool")
+	s.setQueueDir(spoolDir)
 	head := "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"
 	script := "EHLO app.example\r\n" + head + "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 98)+"\r\n", 2<<10) + ".\r\n" +
 		head + "Subject: small\r\n\r\nfits\r\n.\r\nQUIT\r\n"
@@ -411,8 +400,7 @@ func TestSMTPWithoutSpool(t *testing.T) {
 		{Stage: smarthost.Rcpt, Match: "nobody@example.net", Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "user unknown"},
 		{Stage: smarthost.Rcpt, Match: "later@example.net", Code: 451, Enhanced: [3]int{4, 2, 0}, Text: "greylisted"},
 	}}, "", "")
-	b, _ := os.ReadFile(s.conf)
-	os.WriteFile(s.conf, regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAll(b, []byte(`dir = ""`)), 0o600)
+	s.setQueueDir("")
 	msg := func(n int) string {
 		return fmt.Sprintf("From: app@example.com\r\nTo: a@example.net\r\nSubject: %d\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%d@app>\r\n\r\n..dot %d\r\n", n, n, n)
 	}
@@ -454,8 +442,7 @@ func TestSMTPNotifyPerRecipient(t *testing.T) {
 		t.Run(fmt.Sprintf("spool=%v", spool), func(t *testing.T) {
 			s := newSetup(t, smarthost.Options{DSN: true}, "", "")
 			if !spool {
-				b, _ := os.ReadFile(s.conf)
-				os.WriteFile(s.conf, regexp.MustCompile(`(?m)^dir = .*$`).ReplaceAll(b, []byte(`dir = ""`)), 0o600)
+				s.setQueueDir("")
 			}
 			script := "EHLO c\r\nMAIL FROM:<app@example.com>\r\n" +
 				"RCPT TO:<a@example.net> NOTIFY=NEVER\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net> NOTIFY=SUCCESS,FAILURE\r\n" +
