@@ -132,7 +132,15 @@ func runBinary(t *testing.T, stdin interface{ Read([]byte) (int, error) }, args 
 // runBinaryEnv is runBinary with env added to the child's environment.
 func runBinaryEnv(t *testing.T, stdin interface{ Read([]byte) (int, error) }, env []string, args ...string) outcome {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return runCommand(t, stdin, env, append([]string{binary}, args...))
+}
+
+// runCommand is runBinaryEnv for a command line that execs the binary in
+// the end (unshare, say): argv[0] and its arguments.
+func runCommand(t *testing.T, stdin interface{ Read([]byte) (int, error) }, env, argv []string) outcome {
+	t.Helper()
+	args := argv[1:]
+	cmd := exec.Command(argv[0], args...)
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

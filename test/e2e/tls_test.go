@@ -162,3 +162,44 @@ func TestPlaintextAuthOnLoopback(t *testing.T) {
 		t.Errorf("arrived with AUTH %q, TLS %v; want AUTH without TLS", m.AuthUser, m.TLS)
 	}
 }
+
+// TestImageRootLayouts: without ca_file, the smarthost's CA is found where each
+// kind of image keeps its roots, with /etc/ssl replaced (bind mount in a
+// private mount namespace) by the image's layout holding only the test CA:
+// Debian's bundle, which is also all a distroless image has; Alpine's
+// /etc/ssl/cert.pem; a lone file in /etc/ssl/certs. With no roots at all
+// the certificate is refused and the message waits in the queue.
+func TestImageRootLayouts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to bind-mount over /etc/ssl in a mount namespace (CI runs as root)")
+	}
+	for _, layout := range []struct{ name, file string }{
+		{"debian_distroless", "certs/ca-certificates.crt"},
+		{"alpine", "cert.pem"},
+		{"certs_directory", "certs/relaymail-test-ca.pem"},
+		{"none", ""},
+	} {
+		t.Run(layout.name, func(t *testing.T) {
+			s := newSetup(t, smarthost.Options{}, "", "")
+			s.withoutCAFile()
+			ssl := filepath.Join(s.dir, "ssl")
+			must(t, os.MkdirAll(filepath.Join(ssl, "certs"), 0o755))
+			if layout.file != "" {
+				must(t, s.srv.WriteCA(filepath.Join(ssl, layout.file)))
+			}
+			o := runCommand(t, strings.NewReader(simple), nil, []string{"unshare", "-m", "--propagation", "private",
+				"sh", "-c", `mount --bind "$1" /etc/ssl && shift && exec "$@"`, "sh", ssl,
+				binary, "-C", s.conf, "-f", "a@example.com", "b@example.net"})
+			if strings.Contains(o.stderr, "mount") || strings.Contains(o.stderr, "unshare") {
+				t.Skipf("cannot bind-mount over /etc/ssl here: %s", o.stderr)
+			}
+			if layout.file == "" {
+				wantQueued(t, o, "certificate not trusted")
+				s.nothingSent()
+				return
+			}
+			wantCode(t, o, 0, "")
+			wantEnvelope(t, s.delivered(1)[0], "a@example.com", "b@example.net")
+		})
+	}
+}
