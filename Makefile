@@ -55,6 +55,7 @@ GOARCH  ?= $(shell $(GO) env GOARCH)
 PKGVERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 package: man
 	mkdir -p build dist
+	rm -f dist/relaymail[-_]*
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/relaymail .
 	for p in deb rpm apk; do \
 		VERSION=$(PKGVERSION) GOARCH=$(GOARCH) $(GO) tool nfpm package -f nfpm.yaml -p $$p -t dist/ || exit 1; \
@@ -83,15 +84,19 @@ fuzz:
 clean:
 	rm -rf $(BIN) build dist
 
-# The interop suite: the real Debian 12 clients (PHP mail(), cron, bsd-mailx,
-# mutt, git send-email) send through the built binary to the test smarthost.
-# setup.sh installs or unpacks them (root and apt; never an MTA, never a
-# change to /usr/sbin/sendmail); a client it could not obtain fails the run
-# instead of being skipped.
+# The interop suite, as root on Debian. test/interop: the real Debian 12
+# clients (PHP mail(), cron, bsd-mailx, mutt, git send-email, the PHP,
+# Ruby, Perl and Node mail libraries) send through the built binary to the
+# test smarthost; setup.sh installs or unpacks them (never an MTA, never a
+# change to /usr/sbin/sendmail) and a client it could not obtain fails the
+# run instead of being skipped. test/package: the .deb built here is
+# installed with apt-get on throwaway overlay copies of the machine, and the
+# clients send through the installed /usr/sbin/sendmail to Debian's Postfix.
 .PHONY: interop
-interop:
+interop: package
 	sh test/interop/setup.sh
-	INTEROP_REQUIRE_ALL=1 $(GO) test -tags interop -count=1 -v -timeout 10m ./test/interop/
+	INTEROP_REQUIRE_ALL=1 INTEROP_DEB=$(CURDIR)/dist/relaymail_$(PKGVERSION)_$(GOARCH).deb \
+		$(GO) test -tags interop -count=1 -v -timeout 15m ./test/interop/ ./test/package/
 
 # The benchmark of issue 5: relaymail against msmtp and dma, interleaved,
 # on a STARTTLS+AUTH smarthost, on loopback and across a 50 ms link (real

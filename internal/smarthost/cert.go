@@ -131,12 +131,33 @@ func randomBytes(n int) []byte {
 // the CA goes in Options.ClientCAPEM, the certificate and key to the
 // client.
 func ClientCertificate(commonName string) (caPEM, certPEM, keyPEM []byte, err error) {
-	now := time.Now()
-	ca, caKey, err := newCA("relaymail smarthost client CA", now)
+	return certificate("relaymail smarthost client CA", leafTemplate(commonName, x509.ExtKeyUsageClientAuth, time.Now()))
+}
+
+// ServerCertificate makes a CA and a server certificate for the DNS names
+// and IP addresses in names (the first is also its common name), signed by
+// it, all PEM, valid as ClientCertificate's: for a real MTA that the tests
+// use as the smarthost, with the CA in relaymail's ca_file.
+func ServerCertificate(names ...string) (caPEM, certPEM, keyPEM []byte, err error) {
+	tmpl := leafTemplate(names[0], x509.ExtKeyUsageServerAuth, time.Now())
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	return certificate("relaymail test server CA", tmpl)
+}
+
+// certificate makes a CA named caName and the certificate of tmpl signed
+// by it, all PEM.
+func certificate(caName string, tmpl *x509.Certificate) (caPEM, certPEM, keyPEM []byte, err error) {
+	ca, caKey, err := newCA(caName, tmpl.NotBefore.Add(time.Hour))
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	der, key, err := newLeaf(leafTemplate(commonName, x509.ExtKeyUsageClientAuth, now), ca, caKey)
+	der, key, err := newLeaf(tmpl, ca, caKey)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -1,0 +1,469 @@
+//go:build interop
+
+// Package pkgtest installs relaymail's .deb the way the README says, on a
+// throwaway copy of this machine (see root_test.go: nothing on the machine
+// itself changes), over whatever MTA that copy has, and sends through the
+// installed /usr/sbin/sendmail with the real clients from Debian's
+// packages, to Debian's Postfix as the smarthost (STARTTLS with a
+// generated CA, SASL AUTH), checking what Postfix delivered: recipients,
+// envelope sender, header and bytes. It also checks the package's files,
+// modes and metadata, the queue commands, an unprivileged user, syslog
+// through Debian's rsyslog, and what dpkg -r and dpkg -P leave behind.
+//
+// It runs as root (mount namespaces, overlayfs) with apt access, from make
+// interop, which builds the packages first:
+//
+//	make package && go test -tags interop -count=1 -v ./test/package/
+//
+// $INTEROP_DEB names the .deb; by default the one in dist/.
+package pkgtest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// findDeb returns the .deb to test: $INTEROP_DEB, or the only one for this
+// machine's architecture in dist/.
+func findDeb(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("INTEROP_DEB"); d != "" {
+		return d
+	}
+	_, file, _, _ := runtime.Caller(0)
+	dist := filepath.Join(filepath.Dir(file), "..", "..", "dist")
+	debs, _ := filepath.Glob(filepath.Join(dist, "relaymail_*_"+runtime.GOARCH+".deb"))
+	if len(debs) != 1 {
+		t.Fatalf("want one relaymail .deb in %s, found %q\nhint: make package (or set INTEROP_DEB)", dist, debs)
+	}
+	return debs[0]
+}
+
+// needRoot skips, or under INTEROP_REQUIRE_ALL=1 fails, when the test
+// cannot make its roots.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Getuid() == 0 {
+		return
+	}
+	msg := "the package test needs root: it mounts an overlay of / in a private mount namespace"
+	if os.Getenv("INTEROP_REQUIRE_ALL") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// aptCache is where downloaded packages stay between runs.
+func aptCache() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), ".apt")
+}
+
+// installDeb copies the .deb into r's /tmp and installs it as the README
+// says (apt-get install ./file.deb), returning apt-get's output.
+func installDeb(t *testing.T, r *root, deb string) string {
+	t.Helper()
+	b, err := os.ReadFile(deb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := "/tmp/" + filepath.Base(deb)
+	r.writeFile(in, b, 0o644)
+	return r.aptInstall("./" + filepath.Base(deb))
+}
+
+// mtas lists the installed packages that provide mail-transport-agent.
+func mtas(r *root) string {
+	out, _ := r.run("", `dpkg-query -W -f '${db:Status-Abbrev} ${Package}: ${Provides}\n' | awk '/^ii/ && /mail-transport-agent/ {print $2}' | tr -d : | tr '\n' ' '`)
+	return strings.TrimSpace(out)
+}
+
+// The message text every client sends: UTF-8, a line with one dot, one
+// with two.
+const bodyText = "Grüße from the package test — ünïcödé\n.\n..two dots\nlast line\n"
+
+// attachment is every byte value and the sequences that end an SMTP
+// message or a line.
+func attachment() []byte {
+	var b []byte
+	for i := range 3000 {
+		b = append(b, byte(i*7+i/256))
+		if i%500 == 0 {
+			b = append(b, "\r\n.\r\n\n.\n\r\x00"...)
+		}
+	}
+	return b
+}
+
+const phpScript = `<?php
+// mail(to, subject, text, headers[, params]) as applications call it.
+$text = file_get_contents('/tmp/body.txt');
+$headers = "From: Shop <shop@example.com>\r\nCc: " . $argv[3] . "\r\nBcc: " . $argv[4];
+$ok = count($argv) > 5 ? mail($argv[1], $argv[2], $text, $headers, $argv[5]) : mail($argv[1], $argv[2], $text, $headers);
+exit($ok ? 0 : 1);
+`
+
+// cronTab is a system crontab whose @reboot job mails its output to root
+// (MAILTO is not set), which /etc/aliases sends on. No % in the command:
+// cron turns it into a newline.
+const cronTab = `SHELL=/bin/sh
+@reboot root printf 'pkg cron job\nGrüße from the package test — ünïcödé\n.\n..two dots\nlast line\n'
+`
+
+// rsyslogConf adds, to Debian's rsyslog.conf (which writes mail.* to
+// /var/log/mail.log), a file that shows each line's facility, severity
+// and tag as rsyslog parsed them.
+const rsyslogConf = `template(name="facility" type="string" string="%syslogfacility-text%.%syslogseverity-text% %syslogtag%%msg%\n")
+mail.* action(type="omfile" file="/var/log/relaymail-facility.log" template="facility")
+`
+
+func TestPackage(t *testing.T) {
+	needRoot(t)
+	deb := findDeb(t)
+	t.Logf("package: %s", deb)
+	start := time.Now()
+	mx := startPostfix(t, aptCache())
+
+	host := newRoot(t, "host", aptCache())
+	t.Logf("MTA before: %q", mtas(host))
+	out := installDeb(t, host, deb)
+	if i := strings.Index(out, "The following packages will be REMOVED"); i >= 0 {
+		t.Logf("installing relaymail removed:%s", firstLine(out[i+len("The following packages will be REMOVED:"):]))
+	}
+	if got := mtas(host); got != "relaymail" {
+		t.Fatalf("MTA after installing: %q, want relaymail alone", got)
+	}
+	// The clients, now that relaymail is the MTA their packages ask for:
+	// none may bring another MTA or remove relaymail.
+	clients := []string{"php-cli", "cron", "bsd-mailx", "s-nail", "mailutils", "mutt", "git-email", "libmailtools-perl", "rsyslog"}
+	out = host.aptInstall(clients...)
+	if strings.Contains(out, "REMOVED") || mtas(host) != "relaymail" {
+		t.Fatalf("installing the clients changed the MTA (now %q):\n%s", mtas(host), out)
+	}
+	t.Logf("clients: %s", strings.TrimSpace(host.must("", `dpkg-query -W -f '${Package} ${Version}, ' "$@"`, clients...)))
+
+	t.Run("files", func(t *testing.T) { checkFiles(t, host, deb) })
+
+	// Configure as the README says: edit /etc/sendmail.conf, then --check.
+	host.writeFile("/etc/relaymail-test-ca.pem", mx.caPEM, 0o644)
+	conf := fmt.Sprintf(`# written by the package test
+hostname = "app.example.test"
+aliases_file = "/etc/aliases"
+
+[smarthost]
+host = "127.0.0.1"
+port = %d
+tls = "starttls"
+tls_server_name = "localhost"
+ca_file = "/etc/relaymail-test-ca.pem"
+username = %q
+password = %q
+`, mx.port, mxUser, mxPassword)
+	host.must("root: cronops@example.org\npostmaster: root\n", "cat >/etc/aliases")
+	host.must(conf, "cat >/etc/sendmail.conf")
+	if got := host.must("", "stat -c '%a %U:%G' /etc/sendmail.conf"); got != "640 root:relaymail\n" {
+		t.Errorf("/etc/sendmail.conf after editing: %q, want 640 root:relaymail", got)
+	}
+	check := host.must("", "sendmail --check 2>&1")
+	t.Logf("sendmail --check:\n%s", check)
+	if strings.Contains(check, mxPassword) {
+		t.Errorf("sendmail --check printed the password")
+	}
+	if out := host.must("", "newaliases 2>&1; echo rc=$?"); !strings.HasSuffix(out, "rc=0\n") {
+		t.Errorf("newaliases: %s", out)
+	}
+	host.writeFile("/tmp/body.txt", []byte(bodyText), 0o644)
+	host.writeFile("/tmp/attach.bin", attachment(), 0o644)
+	host.writeFile("/tmp/mail.php", []byte(phpScript), 0o644)
+
+	// rsyslog as Debian configures it, plus the facility file.
+	host.writeFile("/etc/rsyslog.d/relaymail-test.conf", []byte(rsyslogConf), 0o644)
+	host.start("exec rsyslogd -n -iNONE")
+	waitFile(t, host.path("/dev/log"))
+
+	sender := "root@app.example.test"
+	t.Run("php_mail", func(t *testing.T) {
+		host.must("", "php /tmp/mail.php php1@example.org 'pkg php default Grüße' php1cc@example.org php1bcc@example.net")
+		c := wantDelivery(t, mx.wait(t, "pkg php default", 3), sender, "php1@example.org", "php1cc@example.org", "php1bcc@example.net")
+		wantText(t, c, bodyText)
+	})
+	t.Run("php_mail_f", func(t *testing.T) {
+		host.must("", "php /tmp/mail.php php2@example.org 'pkg php -f Grüße' php2cc@example.org php2bcc@example.net -fbounce@example.com")
+		c := wantDelivery(t, mx.wait(t, "pkg php -f", 3), "bounce@example.com", "php2@example.org", "php2cc@example.org", "php2bcc@example.net")
+		wantText(t, c, bodyText)
+	})
+	t.Run("cron", func(t *testing.T) {
+		host.writeFile("/etc/cron.d/relaymail-test", []byte(cronTab), 0o644)
+		host.start("exec cron -f")
+		copies := mx.wait(t, "printf 'pkg cron job", 1)
+		c := wantDelivery(t, copies, sender, "cronops@example.org")
+		if got := c.header.Get("From"); got != "root (Cron Daemon)" {
+			t.Errorf("From %q, want cron's root (Cron Daemon)", got)
+		}
+		wantText(t, c, "pkg cron job\n"+bodyText)
+	})
+	t.Run("bsd-mailx", func(t *testing.T) {
+		host.must("", "bsd-mailx -s 'pkg bsd-mailx Grüße' -c mailxcc@example.org mailx1@example.org </tmp/body.txt")
+		c := wantDelivery(t, mx.wait(t, "pkg bsd-mailx", 2), sender, "mailx1@example.org", "mailxcc@example.org")
+		wantText(t, c, bodyText)
+	})
+	t.Run("s-nail", func(t *testing.T) {
+		host.must("", "s-nail -s 'pkg s-nail Grüße' -a /tmp/attach.bin snail1@example.org </tmp/body.txt")
+		c := wantDelivery(t, mx.wait(t, "pkg s-nail", 1), sender, "snail1@example.org")
+		wantText(t, c, bodyText)
+		wantAttachment(t, c)
+	})
+	t.Run("mailutils", func(t *testing.T) {
+		// -n: GNU mail also reads /etc/mail.rc, which is bsd-mailx's,
+		// and its "set dot" would end the text at the line with one dot.
+		host.must("", "mail.mailutils -n -s 'pkg mailutils Grüße' -A /tmp/attach.bin mu1@example.org </tmp/body.txt")
+		copies := mx.wait(t, "pkg mailutils", 1)
+		// GNU mail passes -f root@<its host name> and writes that From.
+		from, err := copies[0].header.AddressList("From")
+		if err != nil || len(from) != 1 || !strings.HasPrefix(from[0].Address, "root@") {
+			t.Fatalf("From %q: %v", copies[0].header.Get("From"), err)
+		}
+		c := wantDelivery(t, copies, from[0].Address, "mu1@example.org")
+		wantText(t, c, bodyText)
+		wantAttachment(t, c)
+	})
+	t.Run("mutt", func(t *testing.T) {
+		host.must("", "mutt -F /dev/null -s 'pkg mutt Grüße' -a /tmp/attach.bin -- mutt1@example.org </tmp/body.txt")
+		c := wantDelivery(t, mx.wait(t, "pkg mutt", 1), sender, "mutt1@example.org")
+		wantText(t, c, bodyText)
+		wantAttachment(t, c)
+	})
+	t.Run("git_send_email", func(t *testing.T) {
+		host.must(bodyText, `set -e
+rm -rf /tmp/repo /tmp/patches
+git init -q /tmp/repo
+cd /tmp/repo
+cat >greeting.txt
+git add greeting.txt
+git -c user.name=Dev -c user.email=dev@example.com commit -q -m 'pkg git Grüße'
+git format-patch -q -1 -o /tmp/patches
+git -c user.name=Dev -c user.email=dev@example.com send-email --quiet --confirm=never --suppress-cc=all \
+	--to=git1@example.org --cc=gitcc@example.org /tmp/patches/*.patch`)
+		c := wantDelivery(t, mx.wait(t, "pkg git", 2), sender, "git1@example.org", "gitcc@example.org")
+		if !bytes.Contains(c.data, []byte("+Grüße from the package test")) {
+			t.Errorf("the patch did not arrive intact:\n%s", c.data)
+		}
+	})
+	daemonMsg := "From: Daemon <daemon@example.com>\nTo: d1@example.org\nCc: d1cc@example.org\nBcc: d1bcc@example.net\nSubject: pkg sendmail -oi -t Grüße\n\n" + bodyText
+	t.Run("sendmail_oi_t", func(t *testing.T) {
+		host.must(daemonMsg, "sendmail -oi -t")
+		c := wantDelivery(t, mx.wait(t, "pkg sendmail -oi -t", 3), sender, "d1@example.org", "d1cc@example.org", "d1bcc@example.net")
+		wantText(t, c, bodyText)
+	})
+	t.Run("unprivileged_user", func(t *testing.T) {
+		host.must("", "useradd -m lowuser")
+		if out, err := host.run("", "runuser -u lowuser -- cat /etc/sendmail.conf"); err == nil || strings.Contains(out, mxPassword) {
+			t.Errorf("lowuser could read /etc/sendmail.conf: %v\n%s", err, out)
+		}
+		host.must(strings.Replace(daemonMsg, "pkg sendmail -oi -t", "pkg lowuser", 1), "cd / && runuser -u lowuser -- sendmail -oi -t")
+		c := wantDelivery(t, mx.wait(t, "pkg lowuser", 3), "lowuser@app.example.test", "d1@example.org", "d1cc@example.org", "d1bcc@example.net")
+		wantText(t, c, bodyText)
+		if out := host.must("", "cd / && runuser -u lowuser -- mailq"); !strings.Contains(out, "Mail queue is empty") {
+			t.Errorf("mailq as lowuser: %q", out)
+		}
+	})
+	t.Run("queue", func(t *testing.T) {
+		host.must("Subject: pkg queued Grüße\n\n"+bodyText, "sendmail -odq -oi q1@example.org")
+		list := host.must("", "mailq")
+		t.Logf("mailq:\n%s", list)
+		if !strings.Contains(list, "q1@example.org") {
+			t.Errorf("mailq does not list the queued message")
+		}
+		if len(deliveredWith(mx.mailbox(t), "pkg queued")) > 0 {
+			t.Errorf("-odq delivered at once")
+		}
+		host.must("", "sendmail -q")
+		c := wantDelivery(t, mx.wait(t, "pkg queued", 1), sender, "q1@example.org")
+		wantText(t, c, bodyText)
+		if list := host.must("", "mailq"); !strings.Contains(list, "Mail queue is empty") {
+			t.Errorf("mailq after sendmail -q:\n%s", list)
+		}
+	})
+	t.Run("syslog", func(t *testing.T) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			maillog, _ := os.ReadFile(host.path("/var/log/mail.log"))
+			fac, _ := os.ReadFile(host.path("/var/log/relaymail-facility.log"))
+			okLog := bytes.Contains(maillog, []byte("relaymail[")) && bytes.Contains(maillog, []byte("to=<q1@example.org>"))
+			okFac := bytes.Contains(fac, []byte("mail.info relaymail[")) && bytes.Contains(fac, []byte("status=sent"))
+			if okLog && okFac {
+				t.Logf("/var/log/mail.log ends:\n%s", tail(string(maillog), 3))
+				if bytes.Contains(maillog, []byte(mxPassword)) {
+					t.Errorf("the password reached syslog")
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no relaymail line with facility mail, tag relaymail:\nmail.log:\n%s\nfacility log:\n%s", maillog, fac)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	t.Logf("install, configure and ten clients: %v", time.Since(start).Round(time.Second))
+
+	t.Run("remove_and_purge", func(t *testing.T) { checkRemoval(t, deb) })
+}
+
+// checkFiles checks what the package installed.
+func checkFiles(t *testing.T, r *root, deb string) {
+	got := r.must("", `stat -c '%n %a %U:%G %F' /usr/sbin/sendmail /etc/sendmail.conf /var/spool/relaymail /var/spool/relaymail/failed /var/spool/relaymail/run \
+	/usr/share/man/man8/sendmail.8.gz /usr/share/man/man5/sendmail.conf.5.gz /lib/systemd/system/relaymail-queue.service /lib/systemd/system/relaymail-queue.timer`)
+	want := `/usr/sbin/sendmail 2755 root:relaymail regular file
+/etc/sendmail.conf 640 root:relaymail regular file
+/var/spool/relaymail 770 root:relaymail directory
+/var/spool/relaymail/failed 770 root:relaymail directory
+/var/spool/relaymail/run 770 root:relaymail directory
+/usr/share/man/man8/sendmail.8.gz 644 root:root regular file
+/usr/share/man/man5/sendmail.conf.5.gz 644 root:root regular file
+/lib/systemd/system/relaymail-queue.service 644 root:root regular file
+/lib/systemd/system/relaymail-queue.timer 644 root:root regular file
+`
+	if got != want {
+		t.Errorf("installed files:\n%s\nwant:\n%s", got, want)
+	}
+	links := r.must("", `for f in /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases; do echo "$f -> $(readlink -f $f)"; done`)
+	if want := "/usr/lib/sendmail -> /usr/sbin/sendmail\n/usr/bin/mailq -> /usr/sbin/sendmail\n/usr/bin/newaliases -> /usr/sbin/sendmail\n"; links != want {
+		t.Errorf("links:\n%s\nwant:\n%s", links, want)
+	}
+	meta := r.must("", `dpkg-query -W -f 'Provides: ${Provides}\nConflicts: ${Conflicts}\nReplaces: ${Replaces}\nConffiles:${Conffiles}\n' relaymail`)
+	for _, w := range []string{"Provides: mail-transport-agent\n", "Conflicts: mail-transport-agent\n", "Replaces: mail-transport-agent\n", " /etc/sendmail.conf "} {
+		if !strings.Contains(meta, w) {
+			t.Errorf("package metadata lacks %q:\n%s", w, meta)
+		}
+	}
+	ver := r.must("", "dpkg-query -W -f '${Version}' relaymail")
+	if v := r.must("", "sendmail --version"); !strings.HasPrefix(v, "relaymail ") || !strings.Contains(ver, strings.TrimSuffix(strings.Fields(v)[1], "-dirty")) {
+		t.Errorf("sendmail --version says %q; the package is %s", v, ver)
+	}
+	if out, err := r.run("", "man -w sendmail.conf && man -w 8 sendmail && systemd-analyze verify /lib/systemd/system/relaymail-queue.timer /lib/systemd/system/relaymail-queue.service"); err != nil {
+		t.Errorf("man pages or systemd units: %v\n%s", err, out)
+	}
+	t.Logf("package %s installed; deb is %d bytes", ver, fileSize(t, deb))
+}
+
+// checkRemoval installs the package over Postfix in a root of its own,
+// queues a message, edits the config, reinstalls (the edit must stay),
+// then removes (queue, config and group stay) and purges (all go).
+func checkRemoval(t *testing.T, deb string) {
+	r := newRoot(t, "remove", aptCache())
+	r.must("postfix postfix/main_mailer_type select No configuration\n", "debconf-set-selections")
+	r.aptInstall("postfix")
+	out := installDeb(t, r, deb)
+	if !strings.Contains(out, "postfix") || mtas(r) != "relaymail" {
+		t.Errorf("installing over Postfix: the MTA is now %q; apt-get said:\n%s", mtas(r), out)
+	}
+	if v := r.must("", "/usr/sbin/sendmail --version"); !strings.HasPrefix(v, "relaymail ") {
+		t.Errorf("/usr/sbin/sendmail --version: %q", v)
+	}
+	r.must("\n# kept across upgrades\n", "cat >>/etc/sendmail.conf")
+	confBefore := r.must("", "cat /etc/sendmail.conf")
+	r.must("", "dpkg -i /tmp/"+filepath.Base(deb))
+	if got := r.must("", "cat /etc/sendmail.conf"); got != confBefore {
+		t.Errorf("reinstalling changed the edited /etc/sendmail.conf")
+	}
+	r.must("Subject: waiting\n\nqueued before removal\n", "sendmail -odq -oi someone@example.org")
+	queued := r.must("", "find /var/spool/relaymail -type f ! -path '*/run/*' | sort")
+	if queued == "" {
+		t.Fatal("-odq queued nothing")
+	}
+
+	r.must("", "dpkg -r relaymail")
+	state := func() string {
+		return r.must("", `for f in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases /etc/sendmail.conf /var/spool/relaymail; do
+	if [ -e "$f" ] || [ -L "$f" ]; then echo "$f present"; else echo "$f absent"; fi
+done
+getent group relaymail >/dev/null && echo "group present" || echo "group absent"
+dpkg-query -W -f '${db:Status-Abbrev}\n' relaymail 2>/dev/null || echo "not known to dpkg"`)
+	}
+	want := `/usr/sbin/sendmail absent
+/usr/lib/sendmail absent
+/usr/bin/mailq absent
+/usr/bin/newaliases absent
+/etc/sendmail.conf present
+/var/spool/relaymail present
+group present
+rc 
+`
+	if got := state(); got != want {
+		t.Errorf("after dpkg -r:\n%s\nwant:\n%s", got, want)
+	}
+	if got := r.must("", "find /var/spool/relaymail -type f ! -path '*/run/*' | sort"); got != queued {
+		t.Errorf("dpkg -r changed the queue: was\n%s\nis\n%s", queued, got)
+	}
+	if got := r.must("", "cat /etc/sendmail.conf"); got != confBefore {
+		t.Errorf("dpkg -r changed /etc/sendmail.conf")
+	}
+
+	r.must("", "dpkg -P relaymail")
+	want = `/usr/sbin/sendmail absent
+/usr/lib/sendmail absent
+/usr/bin/mailq absent
+/usr/bin/newaliases absent
+/etc/sendmail.conf absent
+/var/spool/relaymail absent
+group absent
+not known to dpkg
+`
+	if got := state(); got != want {
+		t.Errorf("after dpkg -P:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func wantText(t *testing.T, d delivered, want string) {
+	t.Helper()
+	texts, _ := parts(t, d)
+	if len(texts) == 0 || strings.TrimRight(texts[0], "\n") != strings.TrimRight(want, "\n") {
+		t.Errorf("text %q, want %q\nthe message:\n%s", texts, want, d.data)
+	}
+}
+
+func wantAttachment(t *testing.T, d delivered) {
+	t.Helper()
+	_, att := parts(t, d)
+	if !bytes.Equal(att["attach.bin"], attachment()) {
+		t.Errorf("attachment attach.bin: %d bytes arrived, want its %d bytes intact (attachments: %d)", len(att["attach.bin"]), len(attachment()), len(att))
+	}
+}
+
+func deliveredWith(ds []delivered, token string) []delivered {
+	var out []delivered
+	for _, d := range ds {
+		if s, _ := d.header.Subject(); strings.Contains(s, token) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within 20 s", path)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
