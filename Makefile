@@ -49,17 +49,23 @@ man:
 
 # deb, rpm and apk in dist/, with nfpm (pinned in go.mod as a tool; see
 # nfpm.yaml): the static binary (version from git), its links, the config,
-# the man pages, the spool and the queue timer.
-GOARCH  ?= $(shell $(GO) env GOARCH)
-# Package versions must start with a digit: 0.0.0~git<commit> until a tag.
-PKGVERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
+# the man pages, the spool and the queue timer. Versions come from
+# packaging/version.sh, which keeps later commits sorting after earlier
+# ones. apk's .PKGINFO takes a one-line description: its config is
+# nfpm.yaml with the description cut to its first line.
+GOARCH     ?= $(shell $(GO) env GOARCH)
+PKGVERSION ?= $(shell sh packaging/version.sh deb)
+APKVERSION ?= $(shell sh packaging/version.sh apk)
 package: man
 	mkdir -p build dist
 	rm -f dist/relaymail[-_]*
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/relaymail .
-	for p in deb rpm apk; do \
+	awk '/^description: \|/ { getline; sub(/^ +/, ""); print "description: " $$0; cut = 1; next } \
+		cut && /^  / { next } { cut = 0; print }' nfpm.yaml >build/nfpm-apk.yaml
+	for p in deb rpm; do \
 		VERSION=$(PKGVERSION) GOARCH=$(GOARCH) $(GO) tool nfpm package -f nfpm.yaml -p $$p -t dist/ || exit 1; \
 	done
+	VERSION=$(APKVERSION) GOARCH=$(GOARCH) $(GO) tool nfpm package -f build/nfpm-apk.yaml -p apk -t dist/
 	ls -l dist/
 
 # Known vulnerabilities in the code paths relaymail uses, from

@@ -22,7 +22,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -466,4 +468,92 @@ func fileSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// TestRPMAndAPK checks the other two packages' metadata and files: the rpm
+// with Debian's rpm tool in a root, the apk (gzip streams of tar) with tar,
+// as neither can be installed here.
+func TestRPMAndAPK(t *testing.T) {
+	needRoot(t)
+	deb := findDeb(t)
+	dist := filepath.Dir(deb)
+	rpms, _ := filepath.Glob(filepath.Join(dist, "relaymail-*.rpm"))
+	apks, _ := filepath.Glob(filepath.Join(dist, "relaymail_*.apk"))
+	if len(rpms) != 1 || len(apks) != 1 {
+		t.Fatalf("want one rpm and one apk in %s, found %q and %q\nhint: make package", dist, rpms, apks)
+	}
+
+	t.Run("rpm", func(t *testing.T) {
+		r := newRoot(t, "rpm", aptCache())
+		r.aptInstall("rpm")
+		b, err := os.ReadFile(rpms[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.writeFile("/tmp/relaymail.rpm", b, 0o644)
+		q := func(args string) string { return r.must("", "rpm -qp "+args+" /tmp/relaymail.rpm 2>/dev/null") }
+		files := q(`--qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]'`)
+		for _, want := range []string{
+			`-rwxr-sr-x root:relaymail /usr/sbin/sendmail\n`,
+			`-rw-r----- root:relaymail /etc/sendmail.conf\n`,
+			`drwxrwx--- root:relaymail /var/spool/relaymail\n`,
+			`l\S{9} root:root /usr/lib/sendmail\n`,
+			`l\S{9} root:root /usr/bin/mailq\n`,
+			`-rw-r--r-- root:root /usr/lib/systemd/system/relaymail-queue.timer\n`,
+			`-rw-r--r-- root:root /usr/share/man/man8/sendmail.8.gz\n`,
+		} {
+			if !regexp.MustCompile(want).MatchString(files) {
+				t.Errorf("rpm lacks %q; it holds:\n%s", want, files)
+			}
+		}
+		if got := q("--configfiles"); !strings.Contains(got, "/etc/sendmail.conf\n") {
+			t.Errorf("rpm config files: %q, want /etc/sendmail.conf", got)
+		}
+		if got := q(`--qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]'`); !strings.Contains(got, "cn /etc/sendmail.conf\n") {
+			t.Errorf("/etc/sendmail.conf is not %%config(noreplace):\n%s", got)
+		}
+		provides := q("--provides")
+		for _, want := range []string{"MTA", "smtpdaemon", "/usr/sbin/sendmail"} {
+			if !strings.Contains(provides, want) {
+				t.Errorf("rpm does not provide %s: %q", want, provides)
+			}
+		}
+		if scripts := q("--scripts"); !strings.Contains(scripts, "groupadd --system relaymail") {
+			t.Errorf("rpm scripts do not create the group:\n%s", scripts)
+		}
+	})
+
+	t.Run("apk", func(t *testing.T) {
+		list, err := exec.Command("tar", "-tvzf", apks[0], "--ignore-zeros").Output()
+		if err != nil {
+			t.Fatalf("tar -t %s: %v", apks[0], err)
+		}
+		for _, want := range []string{
+			`-rwxr-sr-x root/relaymail +\d+ .* usr/sbin/sendmail\n`,
+			`-rw-r----- root/relaymail +\d+ .* etc/sendmail.conf\n`,
+			`drwxrwx--- root/relaymail +0 .* var/spool/relaymail/\n`,
+			`-rwxr-xr-x root/root +\d+ .* etc/periodic/15min/relaymail\n`,
+			`usr/lib/sendmail -> /usr/sbin/sendmail\n`,
+		} {
+			if !regexp.MustCompile(want).Match(list) {
+				t.Errorf("apk lacks %s; it holds:\n%s", want, list)
+			}
+		}
+		info, err := exec.Command("tar", "-xOzf", apks[0], "--ignore-zeros", ".PKGINFO").Output()
+		if err != nil {
+			t.Fatalf("tar -x .PKGINFO: %v", err)
+		}
+		// Every .PKGINFO line is "key = value"; the version is apk's.
+		for _, line := range strings.Split(strings.TrimSpace(string(info)), "\n") {
+			if !regexp.MustCompile(`^[a-z_]+ = \S`).MatchString(line) {
+				t.Errorf(".PKGINFO line %q is not key = value", line)
+			}
+		}
+		if !regexp.MustCompile(`(?m)^pkgver = [0-9]+(\.[0-9]+)*(_(git|p)[0-9]+)?(-r[0-9]+)?$`).Match(info) {
+			t.Errorf(".PKGINFO version is not apk's form:\n%s", info)
+		}
+		if !strings.Contains(string(info), "provides = cmd:sendmail\n") {
+			t.Errorf(".PKGINFO does not provide cmd:sendmail:\n%s", info)
+		}
+	})
 }
