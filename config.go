@@ -47,6 +47,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"relaymail/internal/address"
+	"relaymail/internal/limits"
 	"relaymail/internal/recipient"
 	"relaymail/internal/sysexits"
 )
@@ -110,7 +111,80 @@ type Smarthost struct {
 	// any mail, with the same settings and login.
 	Fallback       []string `toml:"fallback"`
 	MaxConnections int      `toml:"max_connections"` // background and queue runners at once, each one connection; default 4
+	// Rate and DailyLimit cap the messages handed to this smarthost by
+	// every relaymail process on the machine together; a message over
+	// them waits in the queue for the next free slot. Zero: no limit.
+	Rate       Rate `toml:"rate"`        // "30/minute"
+	DailyLimit int  `toml:"daily_limit"` // messages in any 24 hours
+	// MaxMessagesPerConnection ends a session after this many messages
+	// and opens a new one; 0: no limit.
+	MaxMessagesPerConnection int `toml:"max_messages_per_connection"`
+	// ThrottlePause is how long no mail goes to a host that asked us to
+	// slow down; it doubles each time the host does so again before a
+	// message goes through, up to an hour. Default 1m.
+	ThrottlePause Duration `toml:"throttle_pause"`
 }
+
+// Rate is a rate limit: N messages per window ("30/minute", "1/second",
+// "500/hour", "2000/day", or "10/90s").
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// UnmarshalText parses "N/unit".
+func (r *Rate) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		*r = Rate{}
+		return nil
+	}
+	n, unit, ok := strings.Cut(s, "/")
+	count, err := strconv.Atoi(strings.TrimSpace(n))
+	if !ok || err != nil || count < 1 {
+		return fmt.Errorf("%q is not a rate; write messages per unit, as in \"30/minute\", \"1/second\" or \"500/hour\"", s)
+	}
+	var per time.Duration
+	switch unit = strings.TrimSpace(unit); unit {
+	case "s", "sec", "second":
+		per = time.Second
+	case "m", "min", "minute":
+		per = time.Minute
+	case "h", "hour":
+		per = time.Hour
+	case "d", "day":
+		per = 24 * time.Hour
+	default:
+		if per, err = time.ParseDuration(unit); err != nil || per < time.Second {
+			return fmt.Errorf("%q is not a rate: the unit is second, minute, hour, day or a duration of a second or more such as 90s", s)
+		}
+	}
+	*r = Rate{N: count, Per: per}
+	return nil
+}
+
+// MarshalText writes the rate as UnmarshalText reads it.
+func (r Rate) MarshalText() ([]byte, error) {
+	if r.N == 0 {
+		return nil, nil
+	}
+	return []byte(r.Policy().String()), nil
+}
+
+// Policy is the smarthost's limits as internal/limits takes them.
+func (sh *Smarthost) Policy() limits.Policy {
+	return limits.Policy{Rate: sh.Rate.N, Per: sh.Rate.Per, Daily: sh.DailyLimit}
+}
+
+// Addr is the smarthost's host:port.
+func (sh *Smarthost) Addr() string { return net.JoinHostPort(sh.Host, strconv.Itoa(sh.Port)) }
+
+// LimitKey names the account whose rate limits the smarthost's settings
+// set (internal/limits): routes to one server with one login share them.
+func (sh *Smarthost) LimitKey() string { return "route:" + sh.Addr() + "/" + sh.Username }
+
+// Policy is the rate alone.
+func (r Rate) Policy() limits.Policy { return limits.Policy{Rate: r.N, Per: r.Per} }
 
 // RewriteConfig is the [rewrite] table: the senders a relay will take.
 // Gmail, Microsoft 365 and SES refuse a From they have not verified, and
@@ -488,6 +562,7 @@ func parseConfig(path, text string, defaults ConfigDefaults) (*Config, error) {
 
 			TLSMinVersion:  "1.2",
 			MaxConnections: 4,
+			ThrottlePause:  Duration(limits.FirstPause),
 		},
 		Delivery: DeliverInteractive,
 		Rewrite:  RewriteConfig{ReplyTo: true},
@@ -995,6 +1070,15 @@ func (cl *configLoader) validateSmarthost(sh *Smarthost, table, label string, de
 	if sh.MaxConnections < 1 || sh.MaxConnections > 100 {
 		e(k("max_connections"), "[smarthost] max_connections must be 1 to 100, not %d", sh.MaxConnections)
 	}
+	if sh.DailyLimit < 0 {
+		e(k("daily_limit"), "[smarthost] daily_limit must be 0 (no limit) or more, not %d", sh.DailyLimit)
+	}
+	if sh.ThrottlePause < Duration(time.Second) {
+		e(k("throttle_pause"), "[smarthost] throttle_pause must be 1s or more, not %v", sh.ThrottlePause)
+	}
+	if sh.MaxMessagesPerConnection < 0 {
+		e(k("max_messages_per_connection"), "[smarthost] max_messages_per_connection must be 0 (no limit) or more, not %d", sh.MaxMessagesPerConnection)
+	}
 	if sh.Timeout <= 0 {
 		e(k("timeout"), "[smarthost] timeout must be more than 0s, not %v", sh.Timeout)
 	}
@@ -1033,6 +1117,9 @@ func (cl *configLoader) validateRoute(r *Route, n int) {
 	}
 	if sh.MaxConnections == 0 {
 		sh.MaxConnections = 4
+	}
+	if sh.ThrottlePause == 0 {
+		sh.ThrottlePause = Duration(limits.FirstPause)
 	}
 	if len(r.Senders) == 0 {
 		cl.errorf([]string{"route", "senders"}, "%s has no senders; give patterns such as senders = [\"*@example.org\"]", label)
@@ -1333,6 +1420,8 @@ var envSettings = []struct {
 	{"RELAYMAIL_AUTH", "smarthost.auth"},
 	{"RELAYMAIL_CA_FILE", "smarthost.ca_file"},
 	{"RELAYMAIL_TLS_FINGERPRINT", "smarthost.tls_fingerprint"},
+	{"RELAYMAIL_RATE", "smarthost.rate"},               // 30/minute
+	{"RELAYMAIL_DAILY_LIMIT", "smarthost.daily_limit"}, // 500
 	{"RELAYMAIL_HOSTNAME", "hostname"},
 	{"RELAYMAIL_DOMAIN", "domain"},
 	{"RELAYMAIL_FROM", "from"},
@@ -1385,6 +1474,12 @@ func (cl *configLoader) applyEnv(c *Config, env func(string) string) {
 				}
 			}
 			sh.TLSFingerprint = f
+		case "smarthost.rate":
+			err = sh.Rate.UnmarshalText([]byte(v))
+		case "smarthost.daily_limit":
+			if sh.DailyLimit, err = strconv.Atoi(v); err != nil || sh.DailyLimit < 0 {
+				err = fmt.Errorf("%q is not a number of messages", v)
+			}
 		case "hostname":
 			c.Hostname = v
 		case "domain":

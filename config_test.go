@@ -30,7 +30,7 @@ func count32(from byte) (d [32]byte) {
 
 // defaultSmarthost is [smarthost] with host set and every default applied.
 func defaultSmarthost(host string) Smarthost {
-	return Smarthost{Host: host, Port: 587, TLS: TLSStartTLS, Auth: AuthAuto, Timeout: Duration(30 * time.Second), TLSMinVersion: "1.2", MaxConnections: 4}
+	return Smarthost{Host: host, Port: 587, TLS: TLSStartTLS, Auth: AuthAuto, Timeout: Duration(30 * time.Second), TLSMinVersion: "1.2", MaxConnections: 4, ThrottlePause: Duration(time.Minute)}
 }
 
 func TestLoadConfig(t *testing.T) {
@@ -124,7 +124,7 @@ root = "ops@example.net"
 					Smarthost: Smarthost{Host: "smtp.gmail.com", Port: 465, TLS: TLSImplicit, TLSServerName: "smtp.gmail.com",
 						CAFile: "/etc/ssl/extra.pem", Username: "me@example.com",
 						PasswordCommand: []string{"oauth2-token", "--account", "me"}, Auth: AuthXOAUTH2,
-						Timeout: Duration(90 * time.Second), MaxConnections: 4,
+						Timeout: Duration(90 * time.Second), MaxConnections: 4, ThrottlePause: Duration(time.Minute),
 						TLSFingerprint: Fingerprints{count32(0), [32]byte(bytes.Repeat([]byte{0xff}, 32))},
 						TLSCertFile:    "/etc/relaymail/client.pem", TLSKeyFile: "/etc/relaymail/client.key", TLSMinVersion: "1.3"},
 					Queue: QueueConfig{Dir: "/srv/spool", MaxAge: fiveDays, Linger: Duration(2 * time.Second)}, Delivery: DeliverInteractive,

@@ -31,6 +31,7 @@ import (
 	"relaymail/internal/address"
 	"relaymail/internal/aliases"
 	"relaymail/internal/intake"
+	"relaymail/internal/limits"
 	"relaymail/internal/maillog"
 	"relaymail/internal/privilege"
 	"relaymail/internal/queue"
@@ -856,12 +857,14 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 		fmt.Fprintf(p.stderr, "%s: queued as %s: %v\n", p.name, env.ID, err)
 		return nil
 	}
-	if out.Bounced || out.Pending == 0 && !sp.Empty() {
+	var hold *queue.Hold
+	if out.Bounced || out.Pending == 0 && !sp.Empty() || errors.As(out.Err, &hold) {
 		// A bounce was queued, or older messages wait while the relay
 		// works: deliver them now rather than at the next queue run, which
-		// a container without cron may never have. --drain exits at once
-		// when the runner slots are all busy, and leaves messages that are
-		// not due yet alone.
+		// a container without cron may never have; or the message waits
+		// for a rate-limit slot or the end of a pause, which a drain stays
+		// for. --drain exits at once when the runner slots are all busy,
+		// and leaves messages that are not due yet alone.
 		if queue.SlotFree(sp.Dir(), cfg.Smarthost.MaxConnections) {
 			p.background(cfg, "--drain")
 		}
@@ -882,6 +885,15 @@ func (p *process) tell(inv Invocation, relay, id string, out queue.Outcome) erro
 				fmt.Fprintf(p.stderr, "%s: %s refused <%s>: %s\n", p.name, relay, r.Rcpt, r.Reply)
 			}
 		}
+	}
+	var hold *queue.Hold
+	if errors.As(out.Err, &hold) && !quiet {
+		fmt.Fprintf(p.stderr, "%s: queued as %s: %s, next slot in %s\n", p.name, id, hold.Reason, max(time.Until(hold.Until), 0).Round(time.Second))
+		var re *relayError
+		if errors.As(out.Err, &re) && re.Hint != "" {
+			fmt.Fprintf(p.stderr, "%s: hint: %s\n", p.name, re.Hint)
+		}
+		return nil
 	}
 	if out.Pending > 0 && !quiet {
 		reason := "temporary failure"
@@ -1358,6 +1370,14 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 			return name
 		}
 	}
+	store := limits.Open(sp.Dir(), p.now)
+	var storeErr error // said once per process
+	noteStore := func(err error) {
+		if err != nil && storeErr == nil {
+			storeErr = err
+			log.Notice(maillog.Entry{UID: -1, Status: "error", Reply: fmt.Sprintf("%v; sending without the rate limits", err)})
+		}
+	}
 	return queue.New(queue.Options{
 		Spool: sp,
 		Route: route,
@@ -1366,12 +1386,36 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 			if err != nil {
 				return nil, err
 			}
+			o.Paused = func(addr string) (time.Time, string) {
+				until, reason, err := store.Paused(addr)
+				noteStore(err)
+				return until, reason
+			}
 			s, err := dial(ctx, o)
+			var re *relayError
+			if errors.As(err, &re) && !re.Until.IsZero() {
+				return nil, &queue.Hold{Until: re.Until, Reason: re.Error(), Err: re}
+			}
 			if err != nil {
 				return nil, err
 			}
-			return &relaySession{s: s}, nil
+			return &relaySession{s: s, store: store, throttled: store.Throttled(s.o.Addr), log: log,
+				pause: time.Duration(cfg.SmarthostOf(route).ThrottlePause)}, nil
 		},
+		Limit: func(route string, n int) (int, *queue.Hold) {
+			sh := cfg.SmarthostOf(route)
+			pol := sh.Policy()
+			if pol.Zero() {
+				return n, nil
+			}
+			granted, next, err := store.Reserve(sh.LimitKey(), pol, n)
+			noteStore(err)
+			if err != nil || granted >= n {
+				return n, nil
+			}
+			return granted, &queue.Hold{Until: next, Reason: fmt.Sprintf("rate limit %s for %s", pol, sh.Addr())}
+		},
+		MaxPerSession: func(route string) int { return cfg.SmarthostOf(route).MaxMessagesPerConnection },
 		Relay: func(route string) string {
 			o, _ := optsFor(route)
 			return o.Addr
@@ -1386,12 +1430,75 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 	})
 }
 
-// relaySession lets the queue drive a relay session.
-type relaySession struct{ s *session }
+// relaySession lets the queue drive a relay session, and keeps the
+// smarthost's throttle state (internal/limits) from what it answers.
+type relaySession struct {
+	s         *session
+	store     *limits.Store
+	throttled bool          // the host had been paused since its last success
+	pause     time.Duration // its first pause (throttle_pause)
+	log       *maillog.Logger
+}
 
 func (r *relaySession) Send(env *spool.Envelope, rcpts []string, body io.Reader) ([]queue.Result, error) {
 	results, err := r.s.send(relayEnvelope(env, rcpts), body)
+	r.observe(results, err)
 	return queueResults(results), err
+}
+
+// Used counts the messages the session carried (max_messages_per_connection).
+func (r *relaySession) Used() int { return r.s.used }
+
+// observe pauses the host when a reply asks us to slow down (or the
+// connection dropped right after MAIL), and ends its pause after a
+// success. A daily quota refused with a 5xx becomes a 451: the message
+// waits for the quota, it does not bounce.
+func (r *relaySession) observe(results []result, err error) {
+	if r.store == nil {
+		return
+	}
+	reason := ""
+	var re *relayError
+	if errors.As(err, &re) {
+		switch {
+		case re.Code != 0 && limits.Throttling(re.Code, enhanced(re.Enhanced), re.Text):
+			reason = result{Code: re.Code, Enhanced: re.Enhanced, Text: re.Text}.Reply()
+		case re.Code == 0 && re.Stage == "MAIL FROM":
+			reason = "the connection dropped right after MAIL FROM"
+		}
+	}
+	sent := slices.ContainsFunc(results, result.Sent)
+	for i := range results {
+		res := &results[i]
+		// A refused recipient is the server slowing us down only when it
+		// took none of the message's: else it is that recipient's policy.
+		if reason == "" && !sent && limits.Throttling(res.Code, enhanced(res.Enhanced), res.Text) {
+			reason = res.Reply()
+		}
+		if limits.Quota(res.Code, enhanced(res.Enhanced), res.Text) {
+			res.Code, res.Text = 451, "sending quota: "+res.Text
+		}
+	}
+	addr := r.s.o.Addr
+	if reason == "" {
+		if sent && r.throttled {
+			r.throttled = false
+			if err := r.store.Clear(addr); err != nil {
+				r.log.Notice(maillog.Entry{UID: -1, Status: "error", Reply: err.Error()})
+			}
+		}
+		return
+	}
+	r.s.broken = true // the next message waits for the pause, or a fallback host
+	until, first, err := r.store.Throttle(addr, reason, r.pause)
+	switch {
+	case err != nil:
+		r.log.Notice(maillog.Entry{UID: -1, Status: "error", Reply: fmt.Sprintf("%v; %s was not paused", err, addr)})
+	case first:
+		r.log.Notice(maillog.Entry{UID: -1, Relay: addr, Status: "throttled",
+			Reply: fmt.Sprintf("%s asked us to slow down (%s): no mail goes to it until %s (%s)",
+				addr, reason, until.Format("15:04:05"), until.Sub(r.store.Now()).Round(time.Second))})
+	}
 }
 
 // SendBatch sends several messages in one flight when the server allows.
@@ -1402,6 +1509,9 @@ func (r *relaySession) SendBatch(jobs []queue.Job) []queue.Sent {
 		envs[i], bodies[i] = relayEnvelope(j.Env, j.Rcpts), j.Body
 	}
 	results, errs := r.s.sendBatch(envs, bodies)
+	for i := range jobs {
+		r.observe(results[i], errs[i])
+	}
 	out := make([]queue.Sent, len(jobs))
 	for i := range jobs {
 		out[i] = queue.Sent{Results: queueResults(results[i]), Err: errs[i]}
@@ -1622,7 +1732,56 @@ func (p *process) listQueue(cfg *Config, inv Invocation) error {
 	if err := queue.WriteListing(p.stdout, envs, p.now(), inv.JSON); err != nil {
 		return sysexits.Errorf(sysexits.IOErr, "write listing: %v", err)
 	}
+	if !inv.JSON {
+		p.writeLimits(cfg, sp)
+	}
 	return nil
+}
+
+// writeLimits adds to mailq what the smarthosts' limits say: how much of
+// each rate is used and when the next message may leave, and each pause.
+func (p *process) writeLimits(cfg *Config, sp *spool.Spool) {
+	store := limits.Open(sp.Dir(), p.now)
+	now := p.now()
+	seen := map[string]bool{}
+	shs := []*Smarthost{&cfg.Smarthost}
+	for i := range cfg.Routes {
+		shs = append(shs, &cfg.Routes[i].Smarthost)
+	}
+	for _, sh := range shs {
+		addr := sh.Addr()
+		if pol := sh.Policy(); !pol.Zero() && !seen[sh.LimitKey()] {
+			seen[sh.LimitKey()] = true
+			next, inRate, inDay, err := store.Next(sh.LimitKey(), pol)
+			switch {
+			case err != nil:
+				fmt.Fprintf(p.stdout, "-- %s: %v\n", addr, err)
+			default:
+				used := []string{}
+				if pol.Rate > 0 {
+					used = append(used, fmt.Sprintf("%d in the last %s", inRate, limits.Unit(pol.Per)))
+				}
+				if pol.Daily > 0 {
+					used = append(used, fmt.Sprintf("%d in the last day", inDay))
+				}
+				when := "now"
+				if next.After(now) {
+					when = fmt.Sprintf("at %s (in %s)", next.Format("15:04:05"), next.Sub(now).Round(time.Second))
+				}
+				fmt.Fprintf(p.stdout, "-- %s: limit %s; %s; the next message may leave %s\n", addr, pol, strings.Join(used, ", "), when)
+			}
+		}
+		for _, host := range append([]string{addr}, sh.Fallback...) {
+			if seen["host:"+host] {
+				continue
+			}
+			seen["host:"+host] = true
+			if until, reason, err := store.Paused(host); err == nil && !until.IsZero() {
+				fmt.Fprintf(p.stdout, "-- %s: paused until %s (in %s): it asked us to slow down (%s)\n",
+					host, until.Format("15:04:05"), until.Sub(now).Round(time.Second), reason)
+			}
+		}
+	}
 }
 
 // own keeps the envelopes of messages the caller queued.

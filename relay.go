@@ -84,6 +84,9 @@ type relayOptions struct {
 	SkipQuitReply bool
 	// Dial opens the TCP connection; nil means a net.Dialer with Timeout.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Paused says until when a host (host:port) asked us to slow down:
+	// dial skips it for the next fallback meanwhile. nil: never paused.
+	Paused func(addr string) (until time.Time, reason string)
 }
 
 // envelope is what MAIL and RCPT say about one message.
@@ -124,14 +127,23 @@ func (r result) Sent() bool { return r.Code/100 == 2 }
 // Permanent reports a 5xx refusal: retrying will not help.
 func (r result) Permanent() bool { return r.Code/100 == 5 }
 
+// enhanced writes an enhanced status code as "4.7.0"; "" when there is
+// none.
+func enhanced(e smtp.EnhancedCode) string {
+	if e == (smtp.EnhancedCode{}) || e == smtp.NoEnhancedCode {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
+}
+
 // Reply is the server's reply, or our reason, on one line.
 func (r result) Reply() string {
 	text := oneLine(r.Text)
 	if r.Code == 0 {
 		return text
 	}
-	if r.Enhanced != (smtp.EnhancedCode{}) && r.Enhanced != smtp.NoEnhancedCode {
-		return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], text)
+	if e := enhanced(r.Enhanced); e != "" {
+		return fmt.Sprintf("%d %s %s", r.Code, e, text)
 	}
 	return fmt.Sprintf("%d %s", r.Code, text)
 }
@@ -148,6 +160,9 @@ type relayError struct {
 	Err      error  // the cause when there was no reply
 	Perm     bool   // retrying cannot help
 	Hint     string // how to fix it, when we know
+	// Until is the end of the throttle pause that kept the host from
+	// being dialled (Stage "paused"); zero otherwise.
+	Until time.Time
 }
 
 func (e *relayError) Error() string {
@@ -212,7 +227,7 @@ type session struct {
 // A 5xx there (a refused login, say) is the same on every host. It returns
 // a *relayError on failure, the last host's.
 func dial(ctx context.Context, o relayOptions) (*session, error) {
-	s, err := dialHost(ctx, o)
+	s, err := dialUnpaused(ctx, o)
 	var skipped []string // what the hosts before the one that answered said
 	for _, addr := range o.Fallback {
 		var re *relayError
@@ -225,7 +240,7 @@ func dial(ctx context.Context, o relayOptions) (*session, error) {
 		if !o.FixedServerName {
 			next.ServerName, _, _ = net.SplitHostPort(addr)
 		}
-		s, err = dialHost(ctx, next)
+		s, err = dialUnpaused(ctx, next)
 	}
 	var re *relayError
 	switch {
@@ -236,6 +251,19 @@ func dial(ctx context.Context, o relayOptions) (*session, error) {
 		re.Addr += " (after " + strings.Join(skipped, "; ") + ")"
 	}
 	return s, err
+}
+
+// dialUnpaused is dialHost unless o.Addr is paused: then its error says
+// until when, with the pause's end in Until.
+func dialUnpaused(ctx context.Context, o relayOptions) (*session, error) {
+	if o.Paused != nil {
+		if until, reason := o.Paused(o.Addr); !until.IsZero() {
+			return nil, &relayError{Addr: o.Addr, Stage: "paused", Until: until,
+				Err:  fmt.Errorf("it asked us to slow down (%s); next attempt at %s", reason, until.Format("15:04:05")),
+				Hint: "the smarthost limits how fast this account may send: set rate (and daily_limit) in [smarthost] to its published limits, so that mail waits here instead"}
+		}
+	}
+	return dialHost(ctx, o)
 }
 
 // dialHost is dial for o.Addr alone.

@@ -111,7 +111,34 @@ type Options struct {
 	// Bounce queues a delivery status notification for failed, whose
 	// original message is original. nil: failures are not bounced.
 	Bounce func(env *spool.Envelope, failed []spool.Recipient, original io.Reader) error
+	// Limit reserves sending slots for n messages of route under its rate
+	// limits and returns how many it granted; for the rest, a *Hold that
+	// says until when they wait. nil: no limits.
+	Limit func(route string, n int) (granted int, hold *Hold)
+	// MaxPerSession is how many messages one session of route may carry
+	// before a new one is opened; 0 or nil: no limit.
+	MaxPerSession func(route string) int
+	// HoldWait is how long a Drain waits for held messages to come due
+	// before it leaves them to the next queue run. Default 15 minutes.
+	HoldWait time.Duration
 }
+
+// Hold keeps a message waiting without an attempt: the route's rate limit
+// is used up, or the smarthost asked us to slow down. The message keeps
+// its attempt count and comes due at Until. A Dial error that is a *Hold
+// holds every message it was opened for.
+type Hold struct {
+	Until  time.Time
+	Reason string // "rate limit 30/minute for smtp.example.com"
+	Err    error  // the cause, when there is one
+}
+
+func (h *Hold) Error() string { return h.Reason }
+func (h *Hold) Unwrap() error { return h.Err }
+
+// Counter is a Session that counts the messages it carried, for
+// MaxPerSession.
+type Counter interface{ Used() int }
 
 // Runner delivers queued messages.
 type Runner struct {
@@ -146,6 +173,9 @@ func New(o Options) *Runner {
 	}
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff
+	}
+	if o.HoldWait == 0 {
+		o.HoldWait = 15 * time.Minute
 	}
 	return &Runner{o: o, stuck: map[string]bool{}}
 }
@@ -204,6 +234,11 @@ func (r *Runner) DeliverItem(ctx context.Context, item *spool.Item, callerTold b
 	if len(item.Env.Pending()) == 0 {
 		return Outcome{ID: id}, r.finish(item, Outcome{ID: id})
 	}
+	if r.o.Limit != nil {
+		if granted, hold := r.o.Limit(r.route(item.Env), 1); granted == 0 {
+			return r.hold(item, hold)
+		}
+	}
 	sess, dialErr := r.o.Dial(ctx, r.route(item.Env))
 	if sess != nil {
 		defer sess.Close()
@@ -220,6 +255,7 @@ type Stats struct {
 	Bounced   int // some recipient failed this run
 	Busy      int // held by another process
 	Damaged   int // could not be read or locked for another reason; logged
+	Held      int // not attempted: over a rate limit, or the smarthost paused
 }
 
 // Run attempts every due message (every message with force), oldest
@@ -269,19 +305,46 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		if len(rs.batch) == 0 {
 			return
 		}
-		if rs.dialErr == nil && (rs.sess == nil || rs.sess.Broken()) {
-			if rs.sess != nil {
-				rs.sess.Close()
-				rs.sess = nil
+		// The rate limits first: what is over them waits, unattempted,
+		// for its slot (a paused route holds everything at the dial).
+		if r.o.Limit != nil && rs.dialErr == nil {
+			granted, hold := r.o.Limit(key, len(rs.batch))
+			for _, item := range rs.batch[granted:] {
+				r.hold(item, hold)
+				item.Unlock()
+				st.Held++
 			}
-			// A dial failure is kept for the rest of this run: every
-			// due message of the route is deferred (and may expire)
-			// without a new connection attempt each.
-			rs.sess, rs.dialErr = r.o.Dial(ctx, key)
+			rs.batch = rs.batch[:granted]
 		}
-		for k, out := range r.deliverBatch(rs.batch, rs.sess, rs.dialErr) {
-			rs.batch[k].Unlock()
-			st.count(out)
+		for len(rs.batch) > 0 {
+			if rs.dialErr == nil && (rs.sess == nil || rs.sess.Broken()) {
+				if rs.sess != nil {
+					rs.sess.Close()
+					rs.sess = nil
+				}
+				// A dial failure is kept for the rest of this run: every
+				// due message of the route is deferred (and may expire)
+				// without a new connection attempt each.
+				rs.sess, rs.dialErr = r.o.Dial(ctx, key)
+			}
+			chunk := rs.batch
+			if room, ok := r.room(key, rs.sess); ok && rs.dialErr == nil {
+				if room <= 0 {
+					rs.sess.Close() // carried its share: a new one
+					rs.sess = nil
+					continue
+				}
+				chunk = chunk[:min(room, len(chunk))]
+			}
+			for k, out := range r.deliverBatch(chunk, rs.sess, rs.dialErr) {
+				chunk[k].Unlock()
+				if errors.As(out.Err, new(*Hold)) {
+					st.Held++
+					continue
+				}
+				st.count(out)
+			}
+			rs.batch = rs.batch[len(chunk):]
 		}
 		rs.batch, rs.size = nil, 0
 	}
@@ -373,6 +436,45 @@ func (st *Stats) count(out Outcome) {
 	}
 }
 
+// room is how many more messages sess may carry under MaxPerSession;
+// ok is false when there is no such limit (or no session to count).
+func (r *Runner) room(route string, sess Session) (room int, ok bool) {
+	if r.o.MaxPerSession == nil || sess == nil {
+		return 0, false
+	}
+	max := r.o.MaxPerSession(route)
+	c, counts := sess.(Counter)
+	if max <= 0 || !counts {
+		return 0, false
+	}
+	return max - c.Used(), true
+}
+
+// hold leaves a locked message unattempted until h.Until: its next
+// attempt moves there, its attempt count stays, and the reason is logged
+// and kept as its last error (mailq shows it).
+func (r *Runner) hold(item *spool.Item, h *Hold) (Outcome, error) {
+	env := item.Env
+	env.NextAttempt, env.Held = h.Until, true
+	env.LastError = h.Reason
+	out := Outcome{ID: env.ID, Pending: len(env.Pending()), Err: h}
+	if r.o.Log != nil {
+		var relay string
+		if r.o.Relay != nil {
+			relay = r.o.Relay(r.route(env))
+		}
+		r.o.Log.Log(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, To: pendingAddrs(env), Relay: relay,
+			Delay: r.o.Now().Sub(env.Created), Status: "deferred",
+			Reply: fmt.Sprintf("%s; next attempt at %s", h.Reason, h.Until.Format("15:04:05"))})
+	}
+	if err := item.Update(); err != nil {
+		r.stuck[env.ID] = true
+		r.notice(env, "recording a hold failed: %v", err)
+		return out, err
+	}
+	return out, nil
+}
+
 // deliverBatch makes one attempt on each locked message of batch and
 // records the outcomes, through one SendBatch when sess can and there is
 // more than one message. Failures to record are noticed and the message
@@ -380,6 +482,12 @@ func (st *Stats) count(out Outcome) {
 func (r *Runner) deliverBatch(batch []*spool.Item, sess Session, sessErr error) []Outcome {
 	outs := make([]Outcome, len(batch))
 	b, ok := sess.(Batcher)
+	if h := (*Hold)(nil); errors.As(sessErr, &h) {
+		for k, item := range batch {
+			outs[k], _ = r.hold(item, h)
+		}
+		return outs
+	}
 	if !ok || sessErr != nil || len(batch) < 2 {
 		for k, item := range batch {
 			out, err := r.deliver(item, sess, sessErr, false)
@@ -455,6 +563,9 @@ func (r *Runner) deliver(item *spool.Item, sess Session, sessErr error, callerTo
 	if sessErr == nil && sess == nil {
 		sessErr = errors.New("no session")
 	}
+	if h := (*Hold)(nil); errors.As(sessErr, &h) {
+		return r.hold(item, h)
+	}
 	if sessErr != nil {
 		sendErr = sessErr
 		results = make([]Result, len(rcpts))
@@ -486,7 +597,7 @@ func (r *Runner) record(item *spool.Item, results []Result, sendErr error, start
 
 	now := r.o.Now()
 	env.Attempts++
-	env.LastError = ""
+	env.LastError, env.Held = "", false
 	if out.Err != nil {
 		env.LastError = oneLine(out.Err.Error())
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"relaymail/internal/spool"
 )
 
 // # Runner slots
@@ -38,10 +40,7 @@ func (s *Slot) Release() { s.f.Close() }
 // member's process can lock each one; otherwise 0700 and 0600. A slot file
 // is opened read-only: flock needs no more.
 func AcquireSlot(spoolDir string, n int) (*Slot, error) {
-	dirMode, fileMode := os.FileMode(0o700), os.FileMode(0o600)
-	if fi, err := os.Stat(spoolDir); err == nil && fi.Mode().Perm()&0o070 == 0o070 {
-		dirMode, fileMode = 0o770, 0o660
-	}
+	fileMode, dirMode := spool.Modes(spoolDir)
 	dir := filepath.Join(spoolDir, "run")
 	if err := os.Mkdir(dir, dirMode); err == nil {
 		os.Chmod(dir, dirMode) // the umask narrowed it
@@ -134,8 +133,9 @@ func SlotFree(spoolDir string, n int) bool {
 // attempts nothing and no message arrives for linger (its session stays
 // open meanwhile, so a burst of sends travels over the runners already
 // connected); then it lets go and looks once more for messages that
-// arrived as it did. It returns at once when every slot is taken: the
-// holders deliver.
+// arrived as it did. Messages it held for a rate limit or a pause it waits
+// for, when they come due within HoldWait. It returns at once when every
+// slot is taken: the holders deliver.
 func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (Stats, error) {
 	var total Stats
 	var w *arrivals
@@ -187,6 +187,23 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 			if st.Attempted > 0 {
 				continue
 			}
+			if held := r.nextHeld(); !held.IsZero() {
+				// Messages wait for a rate-limit slot or the end of a
+				// pause: stay for them when that is soon, without a
+				// connection the smarthost would time out meanwhile.
+				wait := held.Sub(r.o.Now())
+				if wait > r.o.HoldWait {
+					break
+				}
+				if wait > linger {
+					closeSession()
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(max(wait, 0) + 10*time.Millisecond):
+				}
+				continue
+			}
 			if busy.IsZero() {
 				busy = time.Now()
 			}
@@ -211,6 +228,19 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 		}
 	}
 	return total, nil
+}
+
+// nextHeld returns when the first message held for a rate limit or a
+// pause (by any process) comes due; zero when none is held.
+func (r *Runner) nextHeld() time.Time {
+	envs, _ := r.o.Spool.List()
+	var first time.Time
+	for _, e := range envs {
+		if e.Held && !r.stuck[e.ID] && len(e.Pending()) > 0 && (first.IsZero() || e.NextAttempt.Before(first)) {
+			first = e.NextAttempt
+		}
+	}
+	return first
 }
 
 // anyDue reports whether some message waits for an attempt now.

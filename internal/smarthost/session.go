@@ -193,6 +193,16 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return f.reply()
 	}
+	if e := s.throttle(); e != nil {
+		s.event(ss.id, fmt.Sprintf("%s %d", ev, e.Code))
+		if e.Code == 421 {
+			// go-smtp writes the reply after Mail returns and keeps the
+			// connection; close it soon after, as RFC 5321 3.8 says the
+			// server does.
+			time.AfterFunc(100*time.Millisecond, ss.tc.drop)
+		}
+		return e
+	}
 	s.event(ss.id, ev)
 	ss.resetTx()
 	ss.inTx = true

@@ -149,6 +149,20 @@ type Fault struct {
 	Times    int    // apply to the first Times matching events only; 0 = always
 }
 
+// Throttle, with Messages > 0, accepts at most Messages MAIL commands in
+// any Window (all connections together); the next MAIL gets Code (default
+// 451), Enhanced (default 4.7.0) and Text (default "Too many messages,
+// slow down"). A throttled MAIL does not count against the window.
+// With Code 421 the server closes the connection after the reply, as
+// RFC 5321 3.8 says.
+type Throttle struct {
+	Messages int
+	Window   time.Duration
+	Code     int
+	Enhanced [3]int
+	Text     string
+}
+
 // Options configures a Server. The zero value is a STARTTLS server without
 // AUTH that accepts every message.
 type Options struct {
@@ -204,6 +218,9 @@ type Options struct {
 	DataDelay time.Duration
 
 	Faults []Fault
+	// Throttle makes the server refuse a sender that goes too fast, as
+	// SES, Gmail and Microsoft 365 do.
+	Throttle Throttle
 	// Hostname is the greeting domain; default DefaultHostname.
 	Hostname string
 	// Listener, if set, is where the server accepts connections instead
@@ -300,6 +317,8 @@ type Server struct {
 	messages  []Message
 	faultHits []int
 	arrived   chan struct{} // closed and replaced when a message is recorded
+	mails     []time.Time   // when each MAIL the throttle counted came
+	throttled int           // MAIL commands the throttle refused
 }
 
 // Start listens on 127.0.0.1 on a free port, or on Options.Listener, and
@@ -585,6 +604,42 @@ func (s *Server) fault(stage Stage, match string) *Fault {
 		return f
 	}
 	return nil
+}
+
+// throttle counts a MAIL against Options.Throttle and returns its refusal
+// when the window is full. Under mu.
+func (s *Server) throttle() *smtp.SMTPError {
+	t := s.opts.Throttle
+	if t.Messages <= 0 {
+		return nil
+	}
+	now := time.Now()
+	for len(s.mails) > 0 && now.Sub(s.mails[0]) >= t.Window {
+		s.mails = s.mails[1:]
+	}
+	if len(s.mails) < t.Messages {
+		s.mails = append(s.mails, now)
+		return nil
+	}
+	s.throttled++
+	code, enh, text := t.Code, t.Enhanced, t.Text
+	if code == 0 {
+		code = 451
+	}
+	if enh == [3]int{} {
+		enh = [3]int{4, 7, 0}
+	}
+	if text == "" {
+		text = "Too many messages, slow down"
+	}
+	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode(enh), Message: text}
+}
+
+// Throttled returns how many MAIL commands Options.Throttle refused.
+func (s *Server) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled
 }
 
 // reply returns the SMTP error a non-Drop fault answers with.

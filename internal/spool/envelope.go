@@ -62,8 +62,11 @@ type Envelope struct {
 	Attempts    int         `json:"attempts"`
 	NextAttempt time.Time   `json:"next_attempt"`         // zero: as soon as possible
 	LastError   string      `json:"last_error,omitempty"` // last session-level trouble, for mailq
-	UID         int         `json:"uid"`
-	User        string      `json:"user,omitempty"`
+	// Held says NextAttempt waits for a rate-limit slot or the end of a
+	// throttle pause, not a retry after trouble.
+	Held bool   `json:"held,omitempty"`
+	UID  int    `json:"uid"`
+	User string `json:"user,omitempty"`
 }
 
 // Pending returns the indexes in e.Recipients of the recipients still to be
@@ -210,7 +213,7 @@ func Decode(b []byte) (*Envelope, error) {
 func envelopeKey(k string) bool {
 	switch k {
 	case "version", "id", "from", "recipients", "size", "created", "attempts", "next_attempt", "uid",
-		"body", "eight_bit", "smtputf8", "ret", "envid", "error_mode", "message_id", "last_error", "user":
+		"body", "eight_bit", "smtputf8", "ret", "envid", "error_mode", "message_id", "last_error", "user", "held":
 		return true
 	}
 	return false

@@ -34,6 +34,17 @@ func (s *Spool) modes() (file, dir fs.FileMode) {
 	return fileMode, dirMode
 }
 
+// Modes returns the modes of the files and directories that processes
+// share under the spool directory dir (runner slots, rate-limit state):
+// the group's too when dir gives its group rwx (the setgid install),
+// else the owner's alone.
+func Modes(dir string) (file, directory fs.FileMode) {
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o070 == 0o070 {
+		return sharedFileMode, sharedDirMode
+	}
+	return fileMode, dirMode
+}
+
 // Operations, as error messages start and as the fault hook sees them.
 const (
 	opCreate = "create spool" // a new file, name or directory

@@ -1,0 +1,227 @@
+package limits
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newStore(t *testing.T) (*Store, *clock) {
+	c := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	return Open(t.TempDir(), c.now), c
+}
+
+// TestRate: 3/minute grants three, then names the slot the first send
+// frees, then grants again once the window has moved past it.
+func TestRate(t *testing.T) {
+	s, c := newStore(t)
+	p := Policy{Rate: 3, Per: time.Minute}
+	got, next, err := s.Reserve("route:", p, 5)
+	window := time.Minute + Slack(time.Minute) // 1m5s
+	if err != nil || got != 3 || !next.Equal(c.now().Add(window)) {
+		t.Fatalf("Reserve 5 = %d, %v, %v; want 3 and a slot in %v", got, next, err, window)
+	}
+	c.add(30 * time.Second)
+	if got, next, _ := s.Reserve("route:", p, 1); got != 0 || !next.Equal(c.now().Add(window-30*time.Second)) {
+		t.Fatalf("after 30 s: %d, next %v", got, next)
+	}
+	if n, inRate, _, _ := s.Next("route:", p); inRate != 3 || n.IsZero() {
+		t.Errorf("Next = %v, %d in the window", n, inRate)
+	}
+	c.add(window - 30*time.Second + time.Millisecond)
+	if got, _, _ := s.Reserve("route:", p, 5); got != 3 {
+		t.Fatalf("after a minute: %d granted, want 3", got)
+	}
+	// Another key has its own count.
+	if got, _, _ := s.Reserve("route:other", p, 3); got != 3 {
+		t.Errorf("other key: %d granted", got)
+	}
+}
+
+// TestDaily: the daily limit holds across rate windows and frees 24 hours
+// after the first send.
+func TestDaily(t *testing.T) {
+	s, c := newStore(t)
+	p := Policy{Rate: 10, Per: time.Second, Daily: 25}
+	total := 0
+	for range 10 {
+		got, _, err := s.Reserve("k", p, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += got
+		c.add(time.Second)
+	}
+	if total != 25 {
+		t.Fatalf("%d granted in a day, want 25", total)
+	}
+	_, next, _ := s.Reserve("k", p, 1)
+	if want := time.Date(2026, 11, 28, 10, 0, 5, 0, time.UTC); !next.Equal(want) {
+		t.Errorf("next slot %v, want %v", next, want)
+	}
+	c.t = next.Add(time.Millisecond)
+	if got, _, _ := s.Reserve("k", p, 20); got != 10 {
+		t.Errorf("a day (and the slack) later: %d granted, want 10 (the first second's sends left the window)", got)
+	}
+}
+
+// TestConcurrent: processes (here goroutines with their own Store) never
+// grant more than the rate between them.
+func TestConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: time.Now()}
+	p := Policy{Rate: 20, Per: time.Hour}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := Open(dir, c.now)
+			for range 10 {
+				got, _, err := s.Reserve("k", p, 1)
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				total += got
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if total != 20 {
+		t.Errorf("%d granted, want 20", total)
+	}
+}
+
+// TestThrottle: pauses double while the host keeps throttling, up to the
+// cap, and a success resets them.
+func TestThrottle(t *testing.T) {
+	s, c := newStore(t)
+	until, first, err := s.Throttle("mx:587", "421 4.7.0 slow down", 0)
+	if err != nil || !first || !until.Equal(c.now().Add(FirstPause)) {
+		t.Fatalf("Throttle = %v, %v, %v", until, first, err)
+	}
+	if _, first, _ := s.Throttle("mx:587", "again", 0); first {
+		t.Errorf("a second throttle during the pause counts as the first")
+	}
+	if u, why, _ := s.Paused("mx:587"); !u.Equal(until) || why != "421 4.7.0 slow down" {
+		t.Errorf("Paused = %v %q", u, why)
+	}
+	want := FirstPause
+	for range 10 {
+		c.t = until
+		if u, _, _ := s.Paused("mx:587"); !u.IsZero() {
+			t.Fatalf("still paused at its end: %v", u)
+		}
+		want = min(2*want, MaxPause)
+		until, _, _ = s.Throttle("mx:587", "421", 0)
+		if got := until.Sub(c.now()); got != want {
+			t.Fatalf("pause %v, want %v", got, want)
+		}
+	}
+	if !s.Throttled("mx:587") {
+		t.Errorf("Throttled = false")
+	}
+	if err := s.Clear("mx:587"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Throttled("mx:587") {
+		t.Errorf("Throttled after Clear")
+	}
+	if until, _, _ := s.Throttle("mx:587", "421", 0); until.Sub(c.now()) != FirstPause {
+		t.Errorf("after a success the pause starts over, got %v", until.Sub(c.now()))
+	}
+}
+
+// TestSharedModes: under a group-shared spool the state files are the
+// group's too; a damaged file starts over instead of failing.
+func TestSharedModes(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	s := Open(dir, nil)
+	if _, _, err := s.Reserve("k", Policy{Rate: 1, Per: time.Second}, 1); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(s.path("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o660 {
+		t.Errorf("state file mode %v, want 0660", fi.Mode().Perm())
+	}
+	if fi, _ := os.Stat(filepath.Dir(s.path("k"))); fi.Mode().Perm() != 0o770 {
+		t.Errorf("limits dir mode %v, want 0770", fi.Mode().Perm())
+	}
+	os.WriteFile(s.path("k"), []byte("{garbage"), 0o660)
+	if got, _, err := s.Reserve("k", Policy{Rate: 1, Per: time.Hour}, 1); err != nil || got != 1 {
+		t.Errorf("damaged state: %d, %v", got, err)
+	}
+}
+
+func TestThrottling(t *testing.T) {
+	for _, tt := range []struct {
+		code     int
+		enhanced string
+		text     string
+		want     bool
+	}{
+		{421, "4.7.0", "Too many concurrent SMTP connections; please try again later.", true},
+		{421, "", "Service not available, closing transmission channel", true},
+		{451, "4.7.1", "Please try again later", true},
+		{454, "4.7.0", "Too many login attempts, please try again later.", true},
+		{450, "4.3.2", "System not accepting network messages", true},
+		{451, "", "Ratelimit exceeded for sender", true},
+		{421, "4.7.0", "[TSS04] Messages from 1.2.3.4 temporarily deferred due to unexpected volume or user complaints", true},
+		{454, "4.7.0", "Throttling failure: Maximum sending rate exceeded.", true},
+		{550, "5.4.5", "Daily user sending limit exceeded.", true},
+		{554, "", "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; sending quota exceeded", true},
+		{452, "4.5.3", "Too many recipients", false},
+		{451, "4.7.1", "Greylisted, see https://postgrey.schweikert.ch/help/example.net.html", false},
+		{451, "4.3.0", "Temporary lookup failure", false},
+		{450, "4.2.0", "Mailbox unavailable", false},
+		{550, "5.1.1", "User unknown", false},
+		{535, "5.7.8", "Username and Password not accepted", false},
+		{250, "2.0.0", "Ok", false},
+	} {
+		if got := Throttling(tt.code, tt.enhanced, tt.text); got != tt.want {
+			t.Errorf("Throttling(%d %s %s) = %v, want %v", tt.code, tt.enhanced, tt.text, got, tt.want)
+		}
+	}
+}
+
+func TestSlack(t *testing.T) {
+	for _, tt := range []struct{ window, want time.Duration }{
+		{time.Second, 100 * time.Millisecond},
+		{3 * time.Second, 300 * time.Millisecond},
+		{time.Minute, 5 * time.Second},
+		{Day, 5 * time.Second},
+	} {
+		if got := Slack(tt.window); got != tt.want {
+			t.Errorf("Slack(%v) = %v, want %v", tt.window, got, tt.want)
+		}
+	}
+}
