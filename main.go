@@ -31,6 +31,7 @@ import (
 	"relaymail/internal/address"
 	"relaymail/internal/aliases"
 	"relaymail/internal/intake"
+	"relaymail/internal/hint"
 	"relaymail/internal/limits"
 	"relaymail/internal/maillog"
 	"relaymail/internal/privilege"
@@ -878,13 +879,20 @@ func (p *process) send(cfg *Config, inv Invocation) error {
 func (p *process) tell(inv Invocation, relay, id string, out queue.Outcome) error {
 	quiet := inv.ErrorMode == 'q'
 	perm := 0
+	hinted := ""
 	for _, r := range out.Results {
 		if r.Permanent() {
 			perm++
 			if !quiet {
 				fmt.Fprintf(p.stderr, "%s: %s refused <%s>: %s\n", p.name, relay, r.Rcpt, r.Reply)
 			}
+			if h := refusalHint(relay, out, r); hinted == "" && h != "" {
+				hinted = h
+			}
 		}
+	}
+	if hinted != "" && !quiet {
+		fmt.Fprintf(p.stderr, "%s: hint: %s\n", p.name, hinted)
 	}
 	var hold *queue.Hold
 	if errors.As(out.Err, &hold) && !quiet {
@@ -927,6 +935,17 @@ func (p *process) tell(inv Invocation, relay, id string, out queue.Outcome) erro
 		return err
 	}
 	return nil
+}
+
+// refusalHint is what to do about a refused recipient: the hint of the
+// message's failure, or the catalogue's for the recipient's reply.
+func refusalHint(relay string, out queue.Outcome, r queue.Result) string {
+	var re *relayError
+	if errors.As(out.Err, &re) && re.Hint != "" {
+		return re.Hint
+	}
+	host, _, _ := net.SplitHostPort(relay)
+	return hint.Reply(hint.FromResult(r.Code, r.Reply, host, ""))
 }
 
 // allRefused is the exit of an interactive send whose every recipient was
@@ -1416,6 +1435,9 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 			return granted, &queue.Hold{Until: next, Reason: fmt.Sprintf("rate limit %s for %s", pol, sh.Addr())}
 		},
 		MaxPerSession: func(route string) int { return cfg.SmarthostOf(route).MaxMessagesPerConnection },
+		Hint: func(env *spool.Envelope, res queue.Result) string {
+			return recipientHint(cfg, env.From, res.Code, res.Reply)
+		},
 		Relay: func(route string) string {
 			o, _ := optsFor(route)
 			return o.Addr
@@ -1426,8 +1448,18 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 		Bounce: queue.NewBouncer(queue.BounceOptions{
 			Spool: sp, ReportingMTA: cfg.Hostname, Domain: cfg.Domain,
 			RemoteMTA: cfg.Smarthost.Host, Now: p.now,
+			Hint: func(env *spool.Envelope, rc spool.Recipient) string {
+				return recipientHint(cfg, env.From, rc.Code, rc.Reply)
+			},
 		}),
 	})
+}
+
+// recipientHint is the catalogue's hint (internal/hint) for a recipient's
+// recorded reply, on the route of the sender from.
+func recipientHint(cfg *Config, from string, code int, reply string) string {
+	_, sh := cfg.RouteFor(from)
+	return hint.Reply(hint.FromResult(code, reply, sh.Host, string(sh.TLS)))
 }
 
 // relaySession lets the queue drive a relay session, and keeps the
@@ -1495,7 +1527,8 @@ func (r *relaySession) observe(results []result, err error) {
 	case err != nil:
 		r.log.Notice(maillog.Entry{UID: -1, Status: "error", Reply: fmt.Sprintf("%v; %s was not paused", err, addr)})
 	case first:
-		r.log.Notice(maillog.Entry{UID: -1, Relay: addr, Status: "throttled",
+		// Logged, not said: the sender hears of its message's delay.
+		r.log.Log(maillog.Entry{UID: -1, Relay: addr, Status: "throttled",
 			Reply: fmt.Sprintf("%s asked us to slow down (%s): no mail goes to it until %s (%s)",
 				addr, reason, until.Format("15:04:05"), until.Sub(r.store.Now()).Round(time.Second))})
 	}

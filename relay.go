@@ -28,12 +28,15 @@ import (
 	"net/textproto"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"relaymail/internal/hint"
 	"relaymail/internal/secret"
 	"relaymail/internal/trust"
 	"relaymail/internal/xoauth2"
@@ -243,10 +246,13 @@ func dial(ctx context.Context, o relayOptions) (*session, error) {
 		s, err = dialUnpaused(ctx, next)
 	}
 	var re *relayError
+	if errors.As(err, &re) {
+		re.addHint(o, 0)
+	}
 	switch {
 	case err == nil:
 		s.skipped = skipped
-	case len(skipped) > 0 && errors.As(err, &re):
+	case len(skipped) > 0 && re != nil:
 		// Every host failed: the first ones' trouble must not vanish.
 		re.Addr += " (after " + strings.Join(skipped, "; ") + ")"
 	}
@@ -380,7 +386,73 @@ func (s *session) send(env envelope, msg io.Reader) ([]result, error) {
 	for i := range results {
 		results[i] = safeResult(results[i])
 	}
-	return results, err
+	return results, s.hinted(err)
+}
+
+// hinted gives a *relayError without a hint the catalogue's
+// (internal/hint), with the SIZE the server announced.
+func (s *session) hinted(err error) error {
+	var re *relayError
+	if errors.As(err, &re) {
+		var size int64
+		if s.c != nil {
+			if ok, v := s.c.Extension("SIZE"); ok {
+				size, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			}
+		}
+		re.addHint(s.o, size)
+	}
+	return err
+}
+
+// addHint fills e.Hint from the catalogue when the code that made e knew
+// none: by the reply, or for a failure without one by what the network
+// said.
+func (e *relayError) addHint(o relayOptions, size int64) {
+	if e.Hint != "" {
+		return
+	}
+	stage := hintStage(e.Stage)
+	if e.Code != 0 {
+		host, _, _ := net.SplitHostPort(e.Addr)
+		if host == "" {
+			host, _, _ = net.SplitHostPort(o.Addr)
+		}
+		e.Hint = hint.Reply(hint.Situation{Stage: stage, Code: e.Code, Enhanced: enhanced(e.Enhanced), Text: e.Text,
+			Host: host, TLS: string(o.TLS), Size: size})
+		return
+	}
+	if e.Err == nil {
+		return
+	}
+	var dnsErr *net.DNSError
+	var ne net.Error
+	timeout := errors.Is(e.Err, os.ErrDeadlineExceeded) || errors.As(e.Err, &ne) && ne.Timeout()
+	addr := e.Addr
+	if addr == "" {
+		addr = o.Addr
+	}
+	if i := strings.Index(addr, " (after"); i >= 0 {
+		addr = addr[:i]
+	}
+	e.Hint = hint.Network(stage, addr, errors.Is(e.Err, syscall.ECONNREFUSED), timeout, errors.As(e.Err, &dnsErr) && dnsErr.IsNotFound)
+}
+
+// hintStage is a relayError's stage as internal/hint names it.
+func hintStage(stage string) string {
+	switch {
+	case strings.HasPrefix(stage, "authentication"):
+		return "AUTH"
+	case strings.HasPrefix(stage, "MAIL FROM"):
+		return "MAIL"
+	case strings.HasPrefix(stage, "RCPT"):
+		return "RCPT"
+	case stage == "cannot connect":
+		return "connect"
+	case strings.HasPrefix(stage, "BDAT"), strings.HasPrefix(stage, "DATA"), strings.HasPrefix(stage, "message"):
+		return "DATA"
+	}
+	return stage
 }
 
 // safeResult turns a code outside 200-599 into no reply and makes the
@@ -452,7 +524,7 @@ func (s *session) sendOnce(env envelope, msg io.Reader) ([]result, error) {
 	if err := c.Mail(env.From, mailOpts); err != nil {
 		rerr := replyError("MAIL FROM:<"+env.From+"> refused", err)
 		if authRequired(rerr.Code, rerr.Enhanced) {
-			rerr.Perm, rerr.Hint = false, authRequiredHint
+			rerr.Perm = false // its hint comes from the catalogue
 		}
 		return fail(rerr)
 	}
@@ -555,7 +627,8 @@ func (s *session) mailOptions(env envelope) (*smtp.MailOptions, *relayError) {
 	}
 	if limit, ok := s.c.MaxMessageSize(); ok && limit > 0 && env.Size > int64(limit) {
 		return nil, &relayError{Stage: "message refused", Perm: true,
-			Err: fmt.Errorf("message size %d exceeds the smarthost's limit of %d bytes", env.Size, limit)}
+			Err:  fmt.Errorf("message size %d exceeds the smarthost's limit of %d bytes", env.Size, limit),
+			Hint: hint.Reply(hint.Situation{Stage: "MAIL", Code: 552, Enhanced: "5.3.4", Size: int64(limit)})}
 	}
 	return mo, nil
 }
@@ -586,7 +659,7 @@ func connect(ctx context.Context, o relayOptions) (*smtp.Client, net.Conn, *idle
 	}
 	raw, err := dial(ctx, "tcp", o.Addr)
 	if err != nil {
-		return nil, nil, nil, &relayError{Stage: "cannot connect", Err: err, Hint: connectHint(err)}
+		return nil, nil, nil, &relayError{Stage: "cannot connect", Err: err}
 	}
 	ic := &idleConn{Conn: raw, timeout: o.Timeout, readTimeout: o.Timeout}
 	// crypto/tls's own verification would parse every system root first
@@ -736,7 +809,33 @@ func tlsError(err error, o relayOptions) *relayError {
 		e.Stage = "certificate invalid"
 		e.Hint = "check the smarthost's certificate dates and this machine's clock"
 	}
+	// Name the certificate, so that the person reading can tell the
+	// smarthost's from a stranger's.
+	var leaf *x509.Certificate
+	switch {
+	case te != nil:
+		leaf = te.Leaf
+	case unknown.Cert != nil:
+		leaf = unknown.Cert
+	case host.Certificate != nil:
+		leaf = host.Certificate
+	case invalid.Cert != nil:
+		leaf = invalid.Cert
+	}
+	if leaf != nil && e.Hint != "" {
+		e.Hint += "; " + describeCert(leaf)
+	}
 	return e
+}
+
+// describeCert names a certificate by subject, issuer and dates.
+func describeCert(c *x509.Certificate) string {
+	subject := c.Subject.CommonName
+	if len(c.DNSNames) > 0 {
+		subject = strings.Join(c.DNSNames, ", ")
+	}
+	return fmt.Sprintf("the server's certificate is for %q, issued by %q, valid from %s until %s",
+		subject, c.Issuer.CommonName, c.NotBefore.UTC().Format("2006-01-02"), c.NotAfter.UTC().Format("2006-01-02"))
 }
 
 // isRemoteTLSAlert reports an alert the server sent. crypto/tls reports
@@ -744,17 +843,6 @@ func tlsError(err error, o relayOptions) *relayError {
 // text is all there is to go by.
 func isRemoteTLSAlert(err error) bool {
 	return strings.Contains(err.Error(), "remote error: tls: ")
-}
-
-func connectHint(err error) string {
-	var dnsErr *net.DNSError
-	switch {
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return "check [smarthost] host in the config; the name does not resolve"
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return "the smarthost did not answer; a firewall may block the port (many clouds block 25 and 587 outbound)"
-	}
-	return ""
 }
 
 // authenticate logs in when a username is configured.
@@ -793,9 +881,6 @@ func authenticate(ctx context.Context, c *smtp.Client, o relayOptions) (string, 
 	if err := c.Auth(sc); err != nil {
 		e := replyError("authentication failed", err)
 		e.Perm = false
-		if e.Code == 535 || e.Code == 534 || e.Code == 530 {
-			e.Hint = "check username and password in the [smarthost] section; Gmail and Microsoft 365 need an app password or OAuth2 (auth = \"xoauth2\" with password_command)"
-		}
 		return "", e
 	}
 	return mech, nil
@@ -869,8 +954,6 @@ func authRequired(code int, enh smtp.EnhancedCode) bool {
 	}
 	return code/100 == 5 && enh[0] == 5 && enh[1] == 7 && (enh[2] == 0 || enh[2] == 8 || enh[2] == 11)
 }
-
-const authRequiredHint = "the smarthost requires a login or TLS first: set username and a password source in [smarthost], and tls = \"starttls\" or \"tls\""
 
 // idleConn puts a deadline on every read and write, so a server that stops
 // talking cannot hold a caller forever. go-smtp's own deadlines are ignored:
@@ -966,6 +1049,15 @@ func (s *session) sendPipelined(env envelope, mo *smtp.MailOptions, msg io.Reade
 // or for a message of size 0, messages go one by one. It returns each
 // message's results and error, as send does.
 func (s *session) sendBatch(envs []envelope, msgs []io.Reader) ([][]result, []error) {
+	all, errs := s.sendBatchOnce(envs, msgs)
+	for i := range errs {
+		errs[i] = s.hinted(errs[i])
+	}
+	return all, errs
+}
+
+// sendBatchOnce is sendBatch without the hints.
+func (s *session) sendBatchOnce(envs []envelope, msgs []io.Reader) ([][]result, []error) {
 	all := make([][]result, len(envs))
 	errs := make([]error, len(envs))
 	piped, _ := s.c.Extension("PIPELINING")
@@ -1226,7 +1318,7 @@ func mailRefused(env envelope, code int, enh smtp.EnhancedCode, text string) *re
 		rerr.Stage, rerr.Err = "MAIL FROM", errors.New(text)
 	}
 	if authRequired(code, enh) {
-		rerr.Perm, rerr.Hint = false, authRequiredHint
+		rerr.Perm = false // its hint comes from the catalogue
 	}
 	return rerr
 }

@@ -71,7 +71,10 @@ type Recipient struct {
 	// Reply is the remote reply text after the code, one line; "" when
 	// the failure was local, e.g. expiry. Without a Code only the
 	// explanation shows it.
-	Reply       string
+	Reply string
+	// Hint says what the sending system's administrator can do, one
+	// line, or "" (the text shows it; the report does not).
+	Hint        string
 	Reason      string    // our words when there is no remote reply, e.g. "message expired after 5 days in the queue"
 	RemoteMTA   string    // "smtp.example.com" (Remote-MTA: dns; ...) or ""
 	LastAttempt time.Time // Last-Attempt-Date; zero = omit

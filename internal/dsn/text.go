@@ -62,6 +62,9 @@ func (rep *report) explanation(att attachment) string {
 			if r.Action == "failed" {
 				t.line("    ", hint(r.status))
 			}
+			if h := clean(r.Hint); h != "" {
+				t.line("    ", "For the administrator of the sending system: "+h)
+			}
 			t.blank()
 		}
 	}

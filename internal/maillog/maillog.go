@@ -31,6 +31,7 @@ type Entry struct {
 	Delay  time.Duration
 	Status string // sent, deferred, bounced
 	Reply  string // the server's reply or our reason, one line
+	Hint   string // what to do about it (internal/hint), or ""
 }
 
 // Options configure a Logger.
@@ -97,6 +98,9 @@ func Format(e Entry) string {
 	if e.Reply != "" {
 		fmt.Fprintf(&b, " (%s)", clean(e.Reply))
 	}
+	if e.Hint != "" {
+		fmt.Fprintf(&b, " hint: %s", clean(e.Hint))
+	}
 	return b.String()
 }
 
@@ -151,17 +155,17 @@ func (l *Logger) Warn(text string) {
 
 // Outcome is one recipient's status and reply in an attempt.
 type Outcome struct {
-	Rcpt, Status, Reply string
+	Rcpt, Status, Reply, Hint string
 }
 
 // LogEach logs outcomes as entries like base: recipients that share a
 // status and a reply share a line, in the order they first appear.
 func (l *Logger) LogEach(base Entry, outcomes []Outcome) {
-	type key struct{ status, reply string }
+	type key struct{ status, reply, hint string }
 	var order []key
 	groups := map[key][]string{}
 	for _, o := range outcomes {
-		k := key{o.Status, o.Reply}
+		k := key{o.Status, o.Reply, o.Hint}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -169,7 +173,7 @@ func (l *Logger) LogEach(base Entry, outcomes []Outcome) {
 	}
 	for _, k := range order {
 		e := base
-		e.To, e.Status, e.Reply = groups[k], k.status, k.reply
+		e.To, e.Status, e.Reply, e.Hint = groups[k], k.status, k.reply, k.hint
 		l.Log(e)
 	}
 }

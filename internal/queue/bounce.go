@@ -18,6 +18,9 @@ type BounceOptions struct {
 	Domain       string // the bounce comes from MAILER-DAEMON@Domain
 	RemoteMTA    string // the smarthost's name, for Remote-MTA
 	Now          func() time.Time
+	// Hint says what the sending system's administrator can do about a
+	// recipient's failure; nil or "": nothing.
+	Hint func(env *spool.Envelope, rc spool.Recipient) string
 }
 
 // NewBouncer returns an Options.Bounce that queues an RFC 3464 delivery
@@ -34,6 +37,9 @@ func NewBouncer(o BounceOptions) func(env *spool.Envelope, failed []spool.Recipi
 		recips := make([]dsn.Recipient, len(failed))
 		for i, f := range failed {
 			recips[i] = dsn.Recipient{Addr: f.Addr, ORcpt: f.ORcpt, Action: "failed", Code: f.Code, LastAttempt: f.Updated}
+			if o.Hint != nil {
+				recips[i].Hint = o.Hint(env, f)
+			}
 			if f.Code == 0 {
 				recips[i].Reason = f.Reply // our words: expiry, no reply
 				continue

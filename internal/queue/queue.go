@@ -118,6 +118,9 @@ type Options struct {
 	// MaxPerSession is how many messages one session of route may carry
 	// before a new one is opened; 0 or nil: no limit.
 	MaxPerSession func(route string) int
+	// Hint says what to do about a recipient's failure, for the log;
+	// nil or "": nothing.
+	Hint func(env *spool.Envelope, res Result) string
 	// HoldWait is how long a Drain waits for held messages to come due
 	// before it leaves them to the next queue run. Default 15 minutes.
 	HoldWait time.Duration
@@ -705,6 +708,9 @@ func (r *Runner) logResults(env *spool.Envelope, results []Result, delay, age ti
 			}
 		}
 		outcomes[i] = maillog.Outcome{Rcpt: res.Rcpt, Status: status, Reply: res.Reply}
+		if status != "sent" && r.o.Hint != nil {
+			outcomes[i].Hint = r.o.Hint(env, res)
+		}
 	}
 	var relay string
 	if r.o.Relay != nil {

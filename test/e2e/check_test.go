@@ -56,7 +56,7 @@ func TestCheckFailures(t *testing.T) {
 		must(t, os.WriteFile(s.conf, []byte(strings.Replace(string(b), password, "wrong-password", 1)), 0o600))
 		o := s.run("", "--check")
 		wantCode(t, o, 75, "authentication failed: 535")
-		wantCode(t, o, 75, "hint: check username and password")
+		wantCode(t, o, 75, "hint: check username and the password in [smarthost]")
 		if strings.Contains(o.stderr, "wrong-password") {
 			t.Errorf("the password is in the error:\n%s", o.stderr)
 		}

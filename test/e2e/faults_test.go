@@ -30,6 +30,9 @@ func TestUntrustedCertificateSendsNothing(t *testing.T) {
 	o := s.run(simple, "-f", "a@example.com", "b@example.net")
 	wantQueued(t, o, "certificate not trusted")
 	wantQueued(t, o, "hint: if the smarthost uses a private CA, set ca_file")
+	// The hint names the certificate: subject, issuer, dates.
+	wantQueued(t, o, `the server's certificate is for "localhost, smarthost.test", issued by "relaymail smarthost untrusted CA"`)
+	wantQueued(t, o, " until "+time.Now().Add(24*time.Hour).UTC().Format("2006-01-02"))
 	s.nothingSent()
 }
 
@@ -128,7 +131,7 @@ func TestAuthFailure(t *testing.T) {
 	s := newSetup(t, smarthost.Options{Users: map[string]string{user: "another-password"}}, "", "")
 	o := s.run(simple, "-f", "a@example.com", "b@example.net")
 	wantQueued(t, o, "authentication failed: 535")
-	wantQueued(t, o, "hint: check username and password")
+	wantQueued(t, o, "hint: check username and the password in [smarthost]")
 	if strings.Contains(o.stderr, password) {
 		t.Errorf("stderr shows the password: %s", o.stderr)
 	}
