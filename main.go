@@ -30,8 +30,8 @@ import (
 
 	"relaymail/internal/address"
 	"relaymail/internal/aliases"
-	"relaymail/internal/intake"
 	"relaymail/internal/hint"
+	"relaymail/internal/intake"
 	"relaymail/internal/limits"
 	"relaymail/internal/maillog"
 	"relaymail/internal/privilege"
