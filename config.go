@@ -934,6 +934,20 @@ func (cl *configLoader) validate(c *Config) {
 	if c.Queue.Dir != "" && !filepath.IsAbs(c.Queue.Dir) {
 		cl.errorf(k("queue", "dir"), "[queue] dir %q must be an absolute path (or \"\" to deliver without a spool)", c.Queue.Dir)
 	}
+	if c.Queue.Dir == "" {
+		// Without a spool a message over a limit would have nowhere to wait.
+		table, sh := "smarthost", &c.Smarthost
+		for i := 0; sh.Policy().Zero() && i < len(c.Routes); i++ {
+			table, sh = "route", &c.Routes[i].Smarthost
+		}
+		if !sh.Policy().Zero() {
+			key := "rate"
+			if sh.Rate.N == 0 {
+				key = "daily_limit"
+			}
+			cl.errorf(k(table, key), "[%s] %s needs the spool, where mail over it waits: set [queue] dir, or take the limit out", table, key)
+		}
+	}
 	if c.Queue.MaxAge <= 0 {
 		cl.errorf(k("queue", "max_age"), "[queue] max_age must be more than 0s, not %v", c.Queue.MaxAge)
 	}

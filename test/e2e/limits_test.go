@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -113,4 +115,36 @@ func TestThrottlePause(t *testing.T) {
 		t.Errorf("mailq after the queue drained:\n%s", list)
 	}
 	t.Logf("the server refused %d MAIL commands in all", s.srv.Throttled())
+}
+
+// TestThrottleFallback: while the primary is paused for throttling, the
+// fallback host takes the mail; the primary sees nothing more.
+func TestThrottleFallback(t *testing.T) {
+	s := newSetup(t, smarthost.Options{Throttle: smarthost.Throttle{Messages: 1, Window: time.Hour, Code: 421, Text: "Too many messages, slow down"}}, "", "")
+	second := smarthost.New(t, smarthost.Options{Users: map[string]string{user: password}, AuthRequired: true})
+	ca := filepath.Join(s.dir, "ca.pem")
+	b, err := os.ReadFile(ca)
+	must(t, err)
+	must(t, os.WriteFile(ca, append(b, second.CAPEM()...), 0o644))
+	appendSmarthost(t, s.conf, fmt.Sprintf("fallback = [\"127.0.0.1:%d\"]\n", second.Port()))
+
+	wantCode(t, s.run("Subject: one\n\nbody\n", "-f", "a@example.com", "b@example.net"), 0, "")
+	o := s.run("Subject: two\n\nbody\n", "-f", "a@example.com", "b@example.net")
+	wantQueued(t, o, "421 4.7.0 Too many messages, slow down")
+	if !strings.Contains(o.stderr, "hint: the smarthost limits how fast this account may send") {
+		t.Errorf("no throttle hint:\n%s", o.stderr)
+	}
+	wantCode(t, s.run("Subject: three\n\nbody\n", "-f", "a@example.com", "b@example.net"), 0, "")
+	msgs, err := second.WaitMessages(1, 10*time.Second)
+	must(t, err)
+	if !strings.Contains(string(msgs[0].Data), "Subject: three") {
+		t.Errorf("the fallback got:\n%s", msgs[0].Data)
+	}
+	waitRunners(filepath.Join(s.dir, "spool"))
+	if n, th := len(s.srv.Messages()), s.srv.Throttled(); n != 1 || th != 1 {
+		t.Errorf("the primary got %d messages and refused %d MAILs; want 1 and 1: nothing after the pause began", n, th)
+	}
+	if list := s.run("", "-bp").stdout; !strings.Contains(list, "-- "+s.srv.Addr()+": paused until") {
+		t.Errorf("mailq does not show the pause:\n%s", list)
+	}
 }
