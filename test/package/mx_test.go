@@ -33,16 +33,25 @@ type postfix struct {
 	r     *root
 	port  int
 	caPEM []byte
+	// throttlePort is a second smtpd on 127.0.0.1 that takes at most
+	// throttleRate messages per anvil_rate_time_unit (10 s) from one
+	// client, answering "450 4.7.1 Error: too much mail from ..." beyond:
+	// Postfix's own rate limit (anvil), with loopback not exempt.
+	throttlePort int
 }
+
+// throttleRate is the throttle port's limit, in messages per 10 s.
+const throttleRate = 5
 
 const (
 	mxUser     = "relayuser@example.com"
 	mxPassword = "pkg-relay-secret"
 )
 
-// mxConfig configures Postfix; $1 is the port, stdin the SASL password.
+// mxConfig configures Postfix; $1 is the port, $2 the throttle port, $3
+// its rate, stdin the SASL password.
 const mxConfig = `set -e
-port=$1
+port=$1 throttle=$2 rate=$3
 postconf -e myhostname=mx.example.test mydestination= \
 	virtual_mailbox_domains='example.org example.com example.net' \
 	virtual_mailbox_base=/var/mail/vhosts virtual_mailbox_maps=static:all/ \
@@ -64,6 +73,8 @@ chown root:postfix /etc/postfix/sasldb2
 chmod 640 /etc/postfix/sasldb2
 postconf -MX smtp/inet
 postconf -M "127.0.0.1:$port/inet=127.0.0.1:$port inet n - n - - smtpd"
+postconf -e anvil_rate_time_unit=10s
+postconf -M "127.0.0.1:$throttle/inet=127.0.0.1:$throttle inet n - n - - smtpd -o smtpd_client_message_rate_limit=$rate -o smtpd_client_event_limit_exceptions="
 postconf -F '*/*/chroot = n'
 postfix check
 `
@@ -81,10 +92,11 @@ func startPostfix(t *testing.T, cache string) *postfix {
 	}
 	r.writeFile("/etc/postfix/test-cert.pem", cert, 0o644)
 	r.writeFile("/etc/postfix/test-key.pem", key, 0o600)
-	p := &postfix{r: r, port: freePort(t), caPEM: ca}
-	r.must(mxPassword+"\n", mxConfig, strconv.Itoa(p.port))
+	p := &postfix{r: r, port: freePort(t), throttlePort: freePort(t), caPEM: ca}
+	r.must(mxPassword+"\n", mxConfig, strconv.Itoa(p.port), strconv.Itoa(p.throttlePort), strconv.Itoa(throttleRate))
 	r.start("exec postfix start-fg")
 	waitPort(t, p.port, p.log)
+	waitPort(t, p.throttlePort, p.log)
 	t.Logf("smarthost: %s on 127.0.0.1:%d", strings.TrimSpace(r.must("", "dpkg-query -W -f '${Package} ${Version}' postfix")), p.port)
 	return p
 }

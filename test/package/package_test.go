@@ -312,9 +312,78 @@ git -c user.name=Dev -c user.email=dev@example.com send-email --quiet --confirm=
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
-	t.Logf("install, configure and ten clients: %v", time.Since(start).Round(time.Second))
+	t.Run("rate_limited_smarthost", func(t *testing.T) { checkRateLimit(t, host, mx) })
+	t.Logf("install, configure, ten clients and the rate limits: %v", time.Since(start).Round(time.Second))
 
 	t.Run("remove_and_purge", func(t *testing.T) { checkRemoval(t, deb) })
+}
+
+// checkRateLimit sends through Postfix's rate-limited port (throttleRate
+// messages per 10 s from one client, then "450 4.7.1 Error: too much mail
+// from 127.0.0.1"): twelve messages from a shell loop with rate set to
+// that limit all arrive, once, without Postfix ever refusing one; then
+// eight more with no rate set meet Postfix's refusal, and relaymail
+// pauses, logs it, and retries until all arrive.
+func checkRateLimit(t *testing.T, host *root, mx *postfix) {
+	conf := func(name, extra string) string {
+		path := "/etc/relaymail-" + name + ".conf"
+		host.must(fmt.Sprintf(`hostname = "app.example.test"
+
+[smarthost]
+host = "127.0.0.1"
+port = %d
+tls_server_name = "localhost"
+ca_file = "/etc/relaymail-test-ca.pem"
+username = %q
+password = %q
+throttle_pause = "3s"
+%s
+[queue]
+dir = "/var/spool/relaymail-%s"
+`, mx.throttlePort, mxUser, mxPassword, extra, name), `cat >"$1" && chgrp relaymail "$1" && chmod 640 "$1" && install -d -m 2770 -g relaymail "$2"`,
+			path, "/var/spool/relaymail-"+name)
+		return path
+	}
+	refusals := func() int { return strings.Count(mx.log(), "Message delivery request rate limit exceeded") }
+
+	limited := conf("limited", fmt.Sprintf("rate = \"%d/10s\"", throttleRate))
+	start := time.Now()
+	out := host.must("", `for i in $(seq 1 12); do printf 'Subject: pkg rate %s\n\nmessage %s\n' "$i" "$i" | sendmail -C "$1" -oi rate@example.org || exit 1; done 2>&1`, limited)
+	if n := strings.Count(out, "rate limit 5/10s for 127.0.0.1:"); n < 5 {
+		t.Errorf("%d of the sends said they wait for the rate limit:\n%s", n, out)
+	}
+	copies := mx.wait(t, "pkg rate ", 12)
+	t.Logf("12 messages at %d per 10 s arrived in %v", throttleRate, time.Since(start).Round(100*time.Millisecond))
+	seen := map[string]bool{}
+	for _, c := range copies {
+		subject, _ := c.header.Subject()
+		if seen[subject] {
+			t.Errorf("%q arrived twice", subject)
+		}
+		seen[subject] = true
+	}
+	if n := refusals(); n != 0 {
+		t.Errorf("Postfix refused %d messages for going too fast", n)
+	}
+
+	unlimited := conf("unlimited", "")
+	start = time.Now()
+	host.must("", `for i in $(seq 1 8); do printf 'Subject: pkg burst %s\n\nmessage %s\n' "$i" "$i" | sendmail -C "$1" -odq -oi burst@example.org || exit 1; done`, unlimited)
+	deadline := time.Now().Add(90 * time.Second)
+	for len(deliveredWith(mx.mailbox(t), "pkg burst ")) < 8 && time.Now().Before(deadline) {
+		host.run("", `sendmail -C "$1" -q`, unlimited)
+		time.Sleep(time.Second)
+	}
+	mx.wait(t, "pkg burst ", 8)
+	t.Logf("8 messages without a rate arrived in %v; Postfix refused %d MAIL commands", time.Since(start).Round(100*time.Millisecond), refusals())
+	if refusals() == 0 {
+		t.Errorf("Postfix never said too many messages: the test did not test the pause")
+	}
+	maillog, _ := os.ReadFile(host.path("/var/log/mail.log"))
+	// Postfix says "450 4.7.1 Error: too much mail from 127.0.0.1".
+	if !bytes.Contains(maillog, []byte("status=throttled")) || !bytes.Contains(maillog, []byte("asked us to slow down (450 4.7.1 Error: too much mail from")) {
+		t.Errorf("mail.log does not show the pause:\n%s", tail(string(maillog), 10))
+	}
 }
 
 // checkFiles checks what the package installed.
