@@ -1128,6 +1128,13 @@ func (p *process) checkSmarthost(cfg *Config, inv Invocation, sh *Smarthost) err
 	if len(sh.Fallback) > 0 {
 		fmt.Fprintf(w, "  fallback %s\n", strings.Join(sh.Fallback, ", "))
 	}
+	if pol := sh.Policy(); !pol.Zero() || sh.MaxMessagesPerConnection > 0 {
+		limit := pol.String()
+		if sh.MaxMessagesPerConnection > 0 {
+			limit = strings.TrimPrefix(limit+fmt.Sprintf(", %d messages per connection", sh.MaxMessagesPerConnection), ", ")
+		}
+		fmt.Fprintf(w, "  limits %s\n", limit)
+	}
 	switch {
 	case sh.Auth == AuthNone || sh.Username == "":
 		fmt.Fprintf(w, "  no login\n")

@@ -33,6 +33,12 @@ func TestRateLimitBurst(t *testing.T) {
 		}
 	}
 	t.Logf("100 sends returned in %v; %d said they wait for a slot", time.Since(start).Round(time.Millisecond), said)
+	if list := s.run("", "-bp").stdout; !regexp.MustCompile(`(?m)^-- ` + regexp.QuoteMeta(s.srv.Addr()) + `: limit 20/3s; \d+ in the last 3s; the next message may leave (now|at \S+ \(in \S+\))$`).MatchString(list) {
+		t.Errorf("mailq does not show the limit:\n%s", list)
+	}
+	if c := s.run("", "--check"); !strings.Contains(c.stdout, "  limits 20/3s\n") {
+		t.Errorf("--check does not show the limit:\n%s", c.stdout)
+	}
 	if said < 60 {
 		t.Errorf("%d sends said they wait for a rate-limit slot, want most of the 80 over the first window", said)
 	}
