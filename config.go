@@ -180,8 +180,11 @@ func (sh *Smarthost) Policy() limits.Policy {
 func (sh *Smarthost) Addr() string { return net.JoinHostPort(sh.Host, strconv.Itoa(sh.Port)) }
 
 // LimitKey names the account whose rate limits the smarthost's settings
-// set (internal/limits): routes to one server with one login share them.
-func (sh *Smarthost) LimitKey() string { return "route:" + sh.Addr() + "/" + sh.Username }
+// set (internal/limits): routes to one server with one login and the same
+// limits share their count.
+func (sh *Smarthost) LimitKey() string {
+	return "route:" + sh.Addr() + "/" + sh.Username + "/" + sh.Policy().String()
+}
 
 // Policy is the rate alone.
 func (r Rate) Policy() limits.Policy { return limits.Policy{Rate: r.N, Per: r.Per} }

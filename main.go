@@ -1428,18 +1428,19 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 			return &relaySession{s: s, store: store, throttled: store.Throttled(s.o.Addr), log: log,
 				pause: time.Duration(cfg.SmarthostOf(route).ThrottlePause)}, nil
 		},
-		Limit: func(route string, n int) (int, *queue.Hold) {
+		Limit: func(route string, n int) (int, *queue.Hold, func(int)) {
 			sh := cfg.SmarthostOf(route)
 			pol := sh.Policy()
 			if pol.Zero() {
-				return n, nil
+				return n, nil, nil
 			}
-			granted, next, err := store.Reserve(sh.LimitKey(), pol, n)
+			granted, next, stamp, err := store.Reserve(sh.LimitKey(), pol, n)
 			noteStore(err)
+			release := func(k int) { noteStore(store.Release(sh.LimitKey(), stamp, k)) }
 			if err != nil || granted >= n {
-				return n, nil
+				return n, nil, release
 			}
-			return granted, &queue.Hold{Until: next, Reason: fmt.Sprintf("rate limit %s for %s", pol, sh.Addr())}
+			return granted, &queue.Hold{Until: next, Reason: fmt.Sprintf("rate limit %s for %s", pol, sh.Addr())}, release
 		},
 		MaxPerSession: func(route string) int { return cfg.SmarthostOf(route).MaxMessagesPerConnection },
 		Hint: func(env *spool.Envelope, res queue.Result) string {
@@ -1460,6 +1461,19 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 			},
 		}),
 	})
+}
+
+// dropped reports a connection the server closed (not a timeout of
+// ours): a server that drops a client right after MAIL is turning it away.
+func dropped(re *relayError) bool {
+	if re.Err == nil {
+		return false
+	}
+	if errors.Is(re.Err, io.EOF) || errors.Is(re.Err, syscall.ECONNRESET) || errors.Is(re.Err, syscall.EPIPE) {
+		return true
+	}
+	t := re.Err.Error()
+	return strings.Contains(t, "EOF") || strings.Contains(t, "connection reset") || strings.Contains(t, "broken pipe")
 }
 
 // recipientHint is the catalogue's hint (internal/hint) for a recipient's
@@ -1502,7 +1516,7 @@ func (r *relaySession) observe(results []result, err error) {
 		switch {
 		case re.Code != 0 && limits.Throttling(re.Code, enhanced(re.Enhanced), re.Text):
 			reason = result{Code: re.Code, Enhanced: re.Enhanced, Text: re.Text}.Reply()
-		case re.Code == 0 && re.Stage == "MAIL FROM":
+		case re.Code == 0 && re.Stage == "MAIL FROM" && dropped(re):
 			reason = "the connection dropped right after MAIL FROM"
 		}
 	}
@@ -1510,8 +1524,8 @@ func (r *relaySession) observe(results []result, err error) {
 	for i := range results {
 		res := &results[i]
 		// A refused recipient is the server slowing us down only when it
-		// took none of the message's: else it is that recipient's policy.
-		if reason == "" && !sent && limits.Throttling(res.Code, enhanced(res.Enhanced), res.Text) {
+		// took none of the message's and says so.
+		if reason == "" && !sent && limits.RecipientThrottling(res.Code, res.Text) {
 			reason = res.Reply()
 		}
 		if limits.Quota(res.Code, enhanced(res.Enhanced), res.Text) {

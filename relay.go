@@ -232,10 +232,14 @@ type session struct {
 func dial(ctx context.Context, o relayOptions) (*session, error) {
 	s, err := dialUnpaused(ctx, o)
 	var skipped []string // what the hosts before the one that answered said
+	var paused time.Time // the end of the first pause among them
 	for _, addr := range o.Fallback {
 		var re *relayError
 		if err == nil || !errors.As(err, &re) || re.Perm || re.Code >= 500 {
 			break
+		}
+		if !re.Until.IsZero() && (paused.IsZero() || re.Until.Before(paused)) {
+			paused = re.Until
 		}
 		skipped = append(skipped, err.Error())
 		next := o
@@ -248,6 +252,11 @@ func dial(ctx context.Context, o relayOptions) (*session, error) {
 	var re *relayError
 	if errors.As(err, &re) {
 		re.addHint(o, 0)
+		// Some host was paused and none took the mail: it waits for the
+		// first pause to end, not a retry after trouble.
+		if !paused.IsZero() && !re.Perm && re.Code < 500 && (re.Until.IsZero() || paused.Before(re.Until)) {
+			re.Until = paused
+		}
 	}
 	switch {
 	case err == nil:

@@ -16,6 +16,8 @@ package hint
 import (
 	"fmt"
 	"strings"
+
+	"relaymail/internal/limits"
 )
 
 // Situation is what failed.
@@ -56,7 +58,8 @@ func Reply(s Situation) string {
 		return "the smarthost wants a login: set username and a password source (password_file) in [smarthost]"
 	case s.Code/100 == 5 && s.Stage == "MAIL" && (strings.HasPrefix(s.Enhanced, "5.7.") || strings.HasPrefix(s.Enhanced, "5.1.")) || sendAs(t):
 		return "the smarthost does not let this account send as this sender: set [rewrite] sender (and from) to an address the account owns, or allow the sender at the provider"
-	case s.Code == 552 || s.Enhanced == "5.3.4" || s.Enhanced == "5.2.3":
+	case s.Enhanced == "5.3.4" || s.Enhanced == "5.2.3" ||
+		s.Code == 552 && s.Enhanced != "5.2.2" && (strings.Contains(t, "size") || strings.Contains(t, "too big") || strings.Contains(t, "too large")):
 		if s.Size > 0 {
 			return fmt.Sprintf("the message is larger than the smarthost takes (it announced SIZE %d, %s): send it smaller or as a link; max_message_size = %q refuses such messages when they are sent", s.Size, mb(s.Size), mb(s.Size))
 		}
@@ -81,15 +84,15 @@ func sendAs(t string) bool {
 	return false
 }
 
-func quota(s Situation) bool {
-	t := strings.ToLower(s.Text)
-	return s.Enhanced == "5.4.5" || strings.Contains(t, "quota exceeded") || strings.Contains(t, "sending limit exceeded")
-}
+// quota and throttle use the rules that pause the smarthost
+// (internal/limits), so that the hint says what relaymail does.
+func quota(s Situation) bool { return limits.Quota(s.Code, s.Enhanced, s.Text) }
 
 func throttle(s Situation) bool {
-	t := strings.ToLower(s.Text)
-	return s.Code == 421 || s.Code/100 == 4 && strings.HasPrefix(s.Enhanced, "4.7.") ||
-		strings.Contains(t, "rate limit") || strings.Contains(t, "too many messages") || strings.Contains(t, "throttl")
+	if s.Stage == "RCPT" || s.Stage == "" {
+		return limits.RecipientThrottling(s.Code, s.Text)
+	}
+	return limits.Throttling(s.Code, s.Enhanced, s.Text)
 }
 
 func mb(n int64) string {

@@ -45,6 +45,8 @@ func TestUnknown(t *testing.T) {
 		{Stage: "RCPT", Code: 550, Enhanced: "5.1.1", Text: "User unknown"},
 		{Stage: "RCPT", Code: 450, Enhanced: "4.2.0", Text: "Greylisted"},
 		{Stage: "DATA", Code: 451, Enhanced: "4.3.0", Text: "Temporary lookup failure"},
+		{Stage: "RCPT", Code: 552, Enhanced: "5.2.2", Text: "Mailbox quota exceeded"},
+		{Stage: "RCPT", Code: 450, Enhanced: "4.7.1", Text: "<a@example.net>: Recipient address rejected: Access denied"},
 	} {
 		if got := Reply(s); got != "" {
 			t.Errorf("Reply(%+v) = %q, want none", s, got)

@@ -107,17 +107,20 @@ type state struct {
 }
 
 // Reserve takes up to n slots for messages of key under p, now, and
-// returns how many it granted. When it grants fewer than n, next is when
-// the next slot frees. A slot is used whether or not the message then goes
-// through: the smarthost counts attempts.
-func (s *Store) Reserve(key string, p Policy, n int) (granted int, next time.Time, err error) {
+// returns how many it granted, and the stamp that Release takes back.
+// When it grants fewer than n, next is when the next slot frees. A slot
+// is used whether or not the message then goes through (the smarthost
+// counts attempts), unless it is released because no connection could be
+// made.
+func (s *Store) Reserve(key string, p Policy, n int) (granted int, next time.Time, stamp int64, err error) {
 	if p.Zero() || n <= 0 {
-		return n, time.Time{}, nil
+		return n, time.Time{}, 0, nil
 	}
 	err = s.update(key, func(st *state) bool {
 		now := s.now()
 		st.prune(now, p)
 		ms := now.UnixMilli()
+		stamp = ms
 		for granted < n {
 			if t, full := st.full(now, p); full {
 				next = t
@@ -129,9 +132,26 @@ func (s *Store) Reserve(key string, p Policy, n int) (granted int, next time.Tim
 		return true
 	})
 	if err != nil {
-		return n, time.Time{}, err
+		return n, time.Time{}, 0, err
 	}
-	return granted, next, nil
+	return granted, next, stamp, nil
+}
+
+// Release gives back n slots that Reserve took at stamp, for messages that
+// never reached the smarthost (no connection, or the host was paused).
+func (s *Store) Release(key string, stamp int64, n int) error {
+	if n <= 0 || stamp == 0 {
+		return nil
+	}
+	return s.update(key, func(st *state) bool {
+		for i := len(st.Sends) - 1; i >= 0 && n > 0; i-- {
+			if st.Sends[i] == stamp {
+				st.Sends = append(st.Sends[:i], st.Sends[i+1:]...)
+				n--
+			}
+		}
+		return true
+	})
 }
 
 // Next returns when the next message of key may leave under p (now or
@@ -254,11 +274,12 @@ func (s *Store) Throttled(host string) bool {
 	return err == nil && st.Interval > 0
 }
 
-// Clear ends host's pause and resets its interval, after a message went
-// through.
+// Clear resets host's pause interval after a message went through,
+// unless the host is paused now: then another process heard it say slow
+// down after that success, and the pause stands.
 func (s *Store) Clear(host string) error {
 	return s.update("host:"+host, func(st *state) bool {
-		if st.Interval == 0 && st.PausedUntil == 0 {
+		if st.Interval == 0 && st.PausedUntil == 0 || st.PausedUntil > s.now().UnixMilli() {
 			return false
 		}
 		st.PausedUntil, st.Interval, st.Reason = 0, 0, ""

@@ -35,24 +35,24 @@ func newStore(t *testing.T) (*Store, *clock) {
 func TestRate(t *testing.T) {
 	s, c := newStore(t)
 	p := Policy{Rate: 3, Per: time.Minute}
-	got, next, err := s.Reserve("route:", p, 5)
+	got, next, _, err := s.Reserve("route:", p, 5)
 	window := time.Minute + Slack(time.Minute) // 1m5s
 	if err != nil || got != 3 || !next.Equal(c.now().Add(window)) {
 		t.Fatalf("Reserve 5 = %d, %v, %v; want 3 and a slot in %v", got, next, err, window)
 	}
 	c.add(30 * time.Second)
-	if got, next, _ := s.Reserve("route:", p, 1); got != 0 || !next.Equal(c.now().Add(window-30*time.Second)) {
+	if got, next, _, _ := s.Reserve("route:", p, 1); got != 0 || !next.Equal(c.now().Add(window-30*time.Second)) {
 		t.Fatalf("after 30 s: %d, next %v", got, next)
 	}
 	if n, inRate, _, _ := s.Next("route:", p); inRate != 3 || n.IsZero() {
 		t.Errorf("Next = %v, %d in the window", n, inRate)
 	}
 	c.add(window - 30*time.Second + time.Millisecond)
-	if got, _, _ := s.Reserve("route:", p, 5); got != 3 {
+	if got, _, _, _ := s.Reserve("route:", p, 5); got != 3 {
 		t.Fatalf("after a minute: %d granted, want 3", got)
 	}
 	// Another key has its own count.
-	if got, _, _ := s.Reserve("route:other", p, 3); got != 3 {
+	if got, _, _, _ := s.Reserve("route:other", p, 3); got != 3 {
 		t.Errorf("other key: %d granted", got)
 	}
 }
@@ -64,7 +64,7 @@ func TestDaily(t *testing.T) {
 	p := Policy{Rate: 10, Per: time.Second, Daily: 25}
 	total := 0
 	for range 10 {
-		got, _, err := s.Reserve("k", p, 10)
+		got, _, _, err := s.Reserve("k", p, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,12 +74,12 @@ func TestDaily(t *testing.T) {
 	if total != 25 {
 		t.Fatalf("%d granted in a day, want 25", total)
 	}
-	_, next, _ := s.Reserve("k", p, 1)
+	_, next, _, _ := s.Reserve("k", p, 1)
 	if want := time.Date(2026, 11, 28, 10, 0, 5, 0, time.UTC); !next.Equal(want) {
 		t.Errorf("next slot %v, want %v", next, want)
 	}
 	c.t = next.Add(time.Millisecond)
-	if got, _, _ := s.Reserve("k", p, 20); got != 10 {
+	if got, _, _, _ := s.Reserve("k", p, 20); got != 10 {
 		t.Errorf("a day (and the slack) later: %d granted, want 10 (the first second's sends left the window)", got)
 	}
 }
@@ -99,7 +99,7 @@ func TestConcurrent(t *testing.T) {
 			defer wg.Done()
 			s := Open(dir, c.now)
 			for range 10 {
-				got, _, err := s.Reserve("k", p, 1)
+				got, _, _, err := s.Reserve("k", p, 1)
 				if err != nil {
 					t.Error(err)
 				}
@@ -147,6 +147,13 @@ func TestThrottle(t *testing.T) {
 	if err := s.Clear("mx:587"); err != nil {
 		t.Fatal(err)
 	}
+	if !s.Throttled("mx:587") {
+		t.Errorf("a success during a pause another process set cleared it")
+	}
+	c.t = until
+	if err := s.Clear("mx:587"); err != nil {
+		t.Fatal(err)
+	}
 	if s.Throttled("mx:587") {
 		t.Errorf("Throttled after Clear")
 	}
@@ -163,7 +170,7 @@ func TestSharedModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := Open(dir, nil)
-	if _, _, err := s.Reserve("k", Policy{Rate: 1, Per: time.Second}, 1); err != nil {
+	if _, _, _, err := s.Reserve("k", Policy{Rate: 1, Per: time.Second}, 1); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(s.path("k"))
@@ -177,7 +184,7 @@ func TestSharedModes(t *testing.T) {
 		t.Errorf("limits dir mode %v, want 0770", fi.Mode().Perm())
 	}
 	os.WriteFile(s.path("k"), []byte("{garbage"), 0o660)
-	if got, _, err := s.Reserve("k", Policy{Rate: 1, Per: time.Hour}, 1); err != nil || got != 1 {
+	if got, _, _, err := s.Reserve("k", Policy{Rate: 1, Per: time.Hour}, 1); err != nil || got != 1 {
 		t.Errorf("damaged state: %d, %v", got, err)
 	}
 }
@@ -222,6 +229,44 @@ func TestSlack(t *testing.T) {
 	} {
 		if got := Slack(tt.window); got != tt.want {
 			t.Errorf("Slack(%v) = %v, want %v", tt.window, got, tt.want)
+		}
+	}
+}
+
+// TestRelease: slots of messages that never reached the server come back.
+func TestRelease(t *testing.T) {
+	s, c := newStore(t)
+	p := Policy{Daily: 3}
+	got, _, stamp, err := s.Reserve("k", p, 3)
+	if err != nil || got != 3 {
+		t.Fatalf("Reserve = %d, %v", got, err)
+	}
+	c.add(time.Second)
+	s.Reserve("k", p, 0)
+	if err := s.Release("k", stamp, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _, _ := s.Reserve("k", p, 5); got != 2 {
+		t.Errorf("after releasing 2: %d granted, want 2", got)
+	}
+}
+
+func TestRecipientThrottling(t *testing.T) {
+	for _, tt := range []struct {
+		code int
+		text string
+		want bool
+	}{
+		{450, "4.7.1 <a@example.net>: Recipient address rejected: Access denied", false},
+		{454, "4.7.1 <a@example.net>: Relay access denied", false},
+		{451, "4.7.1 Please try again later", false},
+		{451, "4.7.0 Rate limit exceeded for this sender", true},
+		{450, "4.7.1 Error: too much mail from 127.0.0.1", true},
+		{421, "4.7.0 Too many connections", true},
+		{452, "4.5.3 Too many recipients", false},
+	} {
+		if got := RecipientThrottling(tt.code, tt.text); got != tt.want {
+			t.Errorf("RecipientThrottling(%d %s) = %v, want %v", tt.code, tt.text, got, tt.want)
 		}
 	}
 }

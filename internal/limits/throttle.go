@@ -16,7 +16,8 @@ import "strings"
 //     user sending limit exceeded"): permanent for today only, so the
 //     message must wait, not bounce. Quota reports whether it is one.
 //
-// enhanced is "4.7.0" or "".
+// enhanced is "4.7.0" or "". It judges a reply to the session or to MAIL;
+// a refused recipient is judged by RecipientThrottling.
 func Throttling(code int, enhanced, text string) bool {
 	t := strings.ToLower(text)
 	if strings.Contains(t, "too many recipients") || strings.Contains(t, "greylist") || strings.Contains(t, "graylist") {
@@ -57,5 +58,26 @@ func Quota(code int, enhanced, text string) bool {
 var slowDown = []string{
 	"rate limit", "ratelimit", "rate exceeded", "throttl", "slow down", "too fast",
 	"too many messages", "too many mails", "too many emails", "too many connections", "too many concurrent",
+	"too much mail", // Postfix's anvil: "450 4.7.1 Error: too much mail from 192.0.2.1"
 	"sending rate", "unusual rate", "unexpected volume", "exceeded the rate", "try again in",
+}
+
+// RecipientThrottling reports whether a refused recipient says the client
+// goes too fast. A recipient's 4.7.x alone is its own policy ("Access
+// denied", "Relay access denied", a greylister): only a 421 or a text that
+// says so counts.
+func RecipientThrottling(code int, text string) bool {
+	t := strings.ToLower(text)
+	if code == 421 {
+		return true
+	}
+	if code/100 != 4 || strings.Contains(t, "greylist") || strings.Contains(t, "graylist") || strings.Contains(t, "too many recipients") {
+		return false
+	}
+	for _, p := range slowDown {
+		if strings.Contains(t, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -113,8 +113,10 @@ type Options struct {
 	Bounce func(env *spool.Envelope, failed []spool.Recipient, original io.Reader) error
 	// Limit reserves sending slots for n messages of route under its rate
 	// limits and returns how many it granted; for the rest, a *Hold that
-	// says until when they wait. nil: no limits.
-	Limit func(route string, n int) (granted int, hold *Hold)
+	// says until when they wait; and release, which gives back slots of
+	// messages that never reached the smarthost (the dial failed). nil:
+	// no limits.
+	Limit func(route string, n int) (granted int, hold *Hold, release func(n int))
 	// MaxPerSession is how many messages one session of route may carry
 	// before a new one is opened; 0 or nil: no limit.
 	MaxPerSession func(route string) int
@@ -237,14 +239,19 @@ func (r *Runner) DeliverItem(ctx context.Context, item *spool.Item, callerTold b
 	if len(item.Env.Pending()) == 0 {
 		return Outcome{ID: id}, r.finish(item, Outcome{ID: id})
 	}
+	var release func(int)
 	if r.o.Limit != nil {
-		if granted, hold := r.o.Limit(r.route(item.Env), 1); granted == 0 {
+		granted, hold, rel := r.o.Limit(r.route(item.Env), 1)
+		if granted == 0 {
 			return r.hold(item, hold)
 		}
+		release = rel
 	}
 	sess, dialErr := r.o.Dial(ctx, r.route(item.Env))
 	if sess != nil {
 		defer sess.Close()
+	} else if release != nil {
+		release(1) // it never reached the smarthost
 	}
 	return r.deliver(item, sess, dialErr, callerTold)
 }
@@ -310,14 +317,15 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		}
 		// The rate limits first: what is over them waits, unattempted,
 		// for its slot (a paused route holds everything at the dial).
+		var release func(int)
 		if r.o.Limit != nil && rs.dialErr == nil {
-			granted, hold := r.o.Limit(key, len(rs.batch))
+			granted, hold, rel := r.o.Limit(key, len(rs.batch))
 			for _, item := range rs.batch[granted:] {
 				r.hold(item, hold)
 				item.Unlock()
 				st.Held++
 			}
-			rs.batch = rs.batch[:granted]
+			rs.batch, release = rs.batch[:granted], rel
 		}
 		for len(rs.batch) > 0 {
 			if rs.dialErr == nil && (rs.sess == nil || rs.sess.Broken()) {
@@ -329,6 +337,10 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 				// due message of the route is deferred (and may expire)
 				// without a new connection attempt each.
 				rs.sess, rs.dialErr = r.o.Dial(ctx, key)
+			}
+			if rs.dialErr != nil && release != nil {
+				release(len(rs.batch)) // they never reach the smarthost
+				release = nil
 			}
 			chunk := rs.batch
 			if room, ok := r.room(key, rs.sess); ok && rs.dialErr == nil {

@@ -190,17 +190,22 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 			if held := r.nextHeld(); !held.IsZero() {
 				// Messages wait for a rate-limit slot or the end of a
 				// pause: stay for them when that is soon, without a
-				// connection the smarthost would time out meanwhile.
-				wait := held.Sub(r.o.Now())
+				// connection the smarthost would time out meanwhile, and
+				// deliver what arrives meanwhile (this slot's holder is
+				// who other senders count on).
+				wait := held.Sub(r.o.Now()) + 10*time.Millisecond
 				if wait > r.o.HoldWait {
 					break
 				}
 				if wait > linger {
 					closeSession()
 				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(max(wait, 0) + 10*time.Millisecond):
+				deadline := time.Now().Add(wait)
+				if w == nil || !w.wait(wait) {
+					select { // no watch, or it broke: sleep out the rest
+					case <-ctx.Done():
+					case <-time.After(time.Until(deadline)):
+					}
 				}
 				continue
 			}
@@ -231,12 +236,15 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 }
 
 // nextHeld returns when the first message held for a rate limit or a
-// pause (by any process) comes due; zero when none is held.
+// pause (by any process) comes due, if that is later than now; zero when
+// none waits. (One due already and not attempted is another process's to
+// deliver: it is busy.)
 func (r *Runner) nextHeld() time.Time {
 	envs, _ := r.o.Spool.List()
+	now := r.o.Now()
 	var first time.Time
 	for _, e := range envs {
-		if e.Held && !r.stuck[e.ID] && len(e.Pending()) > 0 && (first.IsZero() || e.NextAttempt.Before(first)) {
+		if e.Held && !r.stuck[e.ID] && len(e.Pending()) > 0 && e.NextAttempt.After(now) && (first.IsZero() || e.NextAttempt.Before(first)) {
 			first = e.NextAttempt
 		}
 	}

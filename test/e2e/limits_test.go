@@ -154,3 +154,18 @@ func TestThrottleFallback(t *testing.T) {
 		t.Errorf("mailq does not show the pause:\n%s", list)
 	}
 }
+
+// TestLimitReleasedWhenDown: messages that never reached the smarthost (it
+// was down) do not use up its daily limit.
+func TestLimitReleasedWhenDown(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	appendSmarthost(t, s.conf, "daily_limit = 3\n")
+	s.pointAt(deadPort(t))
+	for i := range 3 {
+		wantQueued(t, s.run(fmt.Sprintf("Subject: %d\n\nbody\n", i), "-f", "a@example.com", "b@example.net"), "connection refused")
+	}
+	wantCode(t, s.run("", "-q"), 0, "")
+	if list := s.run("", "-bp").stdout; !strings.Contains(list, ": limit 3/day; 0 in the last day; the next message may leave now") {
+		t.Errorf("mailq, want the limit unused after the relay was down:\n%s", list)
+	}
+}
