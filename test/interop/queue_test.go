@@ -145,8 +145,9 @@ exit($ok ? 0 : 1);`
 	}
 }
 
-// queuedLine is sendmail's one stderr line for a message kept for later.
-var queuedLine = regexp.MustCompile(`^[^:\n]+: queued as ([0-9A-Z]+): ([^\n]+); will retry\n$`)
+// queuedLine is what a send queued for a relay that is down prints: the
+// queued line, then the hint for a refused connection.
+var queuedLine = regexp.MustCompile(`^[^:\n]+: queued as ([0-9A-Z]+): ([^\n]+); will retry\n[^:\n]+: hint: nothing accepts connections on [^\n]+\n$`)
 
 // wantQueuedLine fails unless out is exactly the line saying that the
 // message is queued because nothing listens on port, and returns the
@@ -155,7 +156,7 @@ func wantQueuedLine(t *testing.T, what, out string, port int) string {
 	t.Helper()
 	m := queuedLine.FindStringSubmatch(out)
 	if m == nil {
-		t.Fatalf("%s = %q, want one line \"sendmail: queued as <id>: <reason>; will retry\"", what, out)
+		t.Fatalf("%s = %q, want \"sendmail: queued as <id>: <reason>; will retry\" and the hint line", what, out)
 	}
 	t.Logf("%s: %s", what, strings.TrimSpace(out))
 	if reason := m[2]; !strings.Contains(reason, "connection refused") || !strings.Contains(reason, ":"+strconv.Itoa(port)) {
