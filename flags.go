@@ -81,6 +81,7 @@ import (
 	"strings"
 	"time"
 
+	"relaymail/internal/mailx"
 	"relaymail/internal/sysexits"
 )
 
@@ -101,6 +102,7 @@ const (
 	ModeDelete              // --delete id...: remove queued messages (Postfix's postsuper -d)
 	ModeRequeue             // --requeue id...: make queued messages due now (postsuper -r)
 	ModeCheck               // --check: show the config, log in to the smarthost, send nothing
+	ModeMail                // run as mail or mailx (or "relaymail mail"): internal/mailx
 )
 
 // String returns a short lowercase name, such as "send" or "queue".
@@ -110,6 +112,7 @@ func (m Mode) String() string {
 		ModeVersion: "version", ModeDaemon: "daemon", ModeAliases: "aliases",
 		ModeQueue: "queue", ModeIgnore: "ignore", ModeHelp: "help",
 		ModeDelete: "delete", ModeRequeue: "requeue", ModeCheck: "check",
+		ModeMail: "mail",
 	}
 	if m >= 0 && int(m) < len(names) {
 		return names[m]
@@ -120,27 +123,28 @@ func (m Mode) String() string {
 // Invocation is everything the command line asks for.
 type Invocation struct {
 	Mode          Mode
-	Sender        string        // -f/-r value exactly as given (may be "<>", "Name <a@b>"); "" when not given
-	SenderSet     bool          // -f or -r was given (Sender may legitimately be "" or "<>")
-	FullName      string        // -F
-	FullNameSet   bool          // -F was given
-	Recipients    []string      // non-option arguments, as given (each may hold a comma-separated list); nil when none
-	ReadHeaders   bool          // -t
-	IgnoreDots    bool          // -i, -oi
-	ErrorMode     byte          // 'p' (default), 'm', 'q', 'w', 'e' from -oe?
-	Delivery      byte          // 0 when not given, else 'i', 'b', 'q' (-odd is 'q')
-	Body          string        // "", "7BIT" or "8BITMIME" (-B)
-	DSNNotify     []string      // -N: "NEVER", or some of "SUCCESS", "DELAY", "FAILURE" in the order given; nil when not given
-	DSNReturn     string        // -R: "FULL" or "HDRS"; "" when not given
-	EnvID         string        // -V
-	ConfigPath    string        // -C
-	Verbose       int           // count of -v
-	QueueInterval time.Duration // -q5m, -q1h30m; 0 = run once
-	QueueID       string        // -qI<id>
-	QueueSite     string        // -qR<site>
-	Ignored       []string      // obsolete or ignored flags seen, e.g. "-G", "-om", "-h 30"; shown with -v
-	JSON          bool          // --json: mailq prints JSON, for monitoring
-	Drain         bool          // --drain: deliver what is due, sharing max_connections runners (what -odb starts)
+	Sender        string         // -f/-r value exactly as given (may be "<>", "Name <a@b>"); "" when not given
+	SenderSet     bool           // -f or -r was given (Sender may legitimately be "" or "<>")
+	FullName      string         // -F
+	FullNameSet   bool           // -F was given
+	Recipients    []string       // non-option arguments, as given (each may hold a comma-separated list); nil when none
+	ReadHeaders   bool           // -t
+	IgnoreDots    bool           // -i, -oi
+	ErrorMode     byte           // 'p' (default), 'm', 'q', 'w', 'e' from -oe?
+	Delivery      byte           // 0 when not given, else 'i', 'b', 'q' (-odd is 'q')
+	Body          string         // "", "7BIT" or "8BITMIME" (-B)
+	DSNNotify     []string       // -N: "NEVER", or some of "SUCCESS", "DELAY", "FAILURE" in the order given; nil when not given
+	DSNReturn     string         // -R: "FULL" or "HDRS"; "" when not given
+	EnvID         string         // -V
+	ConfigPath    string         // -C
+	Verbose       int            // count of -v
+	QueueInterval time.Duration  // -q5m, -q1h30m; 0 = run once
+	QueueID       string         // -qI<id>
+	QueueSite     string         // -qR<site>
+	Ignored       []string       // obsolete or ignored flags seen, e.g. "-G", "-om", "-h 30"; shown with -v
+	JSON          bool           // --json: mailq prints JSON, for monitoring
+	Drain         bool           // --drain: deliver what is due, sharing max_connections runners (what -odb starts)
+	Mail          *mailx.Options // the mail command line, with ModeMail
 }
 
 // Flags that take a value and flags that take none, as in Postfix's getopt
@@ -156,11 +160,21 @@ const (
 // sysexits.Usage.
 func parseArgs(progName string, args []string) (Invocation, error) {
 	inv := Invocation{ErrorMode: 'p'}
-	switch path.Base(progName) {
-	case "mailq":
+	switch name := path.Base(progName); {
+	case name == "mailq":
 		inv.Mode = ModeList
-	case "newaliases":
+	case name == "newaliases":
 		inv.Mode = ModeAliases
+	case name == "mail" || name == "mailx" || name == "relaymail" && len(args) > 0 && args[0] == "mail":
+		if name == "relaymail" {
+			args = args[1:]
+		}
+		m, err := mailx.ParseArgs(args)
+		if err != nil {
+			return Invocation{}, usageErrorf("%v", err)
+		}
+		inv.Mode, inv.Mail, inv.Verbose = ModeMail, &m, m.Verbose
+		return inv, nil
 	}
 	if err := inv.parse(args); err != nil {
 		return Invocation{}, err

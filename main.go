@@ -34,6 +34,7 @@ import (
 	"relaymail/internal/intake"
 	"relaymail/internal/limits"
 	"relaymail/internal/maillog"
+	"relaymail/internal/mailx"
 	"relaymail/internal/privilege"
 	"relaymail/internal/queue"
 	"relaymail/internal/recipient"
@@ -196,7 +197,51 @@ func (p *process) main(args []string) error {
 		return p.checkSetup(cfg, inv)
 	case ModeSMTP:
 		return p.serveSMTP(cfg, inv)
+	case ModeMail:
+		return p.sendMail(cfg, inv)
 	}
+	return p.send(cfg, inv)
+}
+
+// sendMail is the mail personality (internal/mailx): it builds a MIME
+// message of stdin and the attachments and sends it as sendmail would,
+// to the To, Cc and Bcc recipients, from -r when given.
+func (p *process) sendMail(cfg *Config, inv Invocation) error {
+	m := *inv.Mail
+	// The caller's files, opened with the caller's rights: the raised
+	// group may read what the caller may not (the config).
+	var files []mailx.Attachment
+	var headers []string
+	err := p.priv.AsCaller(func() error {
+		var err error
+		files, headers, err = m.Open(func(name string) (*os.File, error) {
+			return os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		})
+		return err
+	})
+	if err != nil {
+		return sysexits.Errorf(sysexits.NoInput, "%v", err)
+	}
+	body := bufio.NewReader(p.stdin)
+	if m.SkipEmpty && len(files) == 0 && mailx.Empty(body) {
+		for _, f := range files {
+			f.File.Close()
+		}
+		if inv.Verbose > 0 {
+			fmt.Fprintf(p.stderr, "%s: empty body and nothing attached: nothing sent (-E)\n", p.name)
+		}
+		return nil
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(mailx.Write(pw, m, headers, body, files)) }()
+	defer pr.Close()
+	inv.Mode, inv.Recipients, inv.IgnoreDots = ModeSend, m.Recipients(), true
+	if m.From != "" {
+		inv.Sender, inv.SenderSet = m.From, true
+	}
+	stdin := p.stdin
+	p.stdin = pr
+	defer func() { p.stdin = stdin }()
 	return p.send(cfg, inv)
 }
 

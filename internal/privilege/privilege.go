@@ -71,3 +71,26 @@ func (p Privileges) Drop() (Privileges, error) {
 	}
 	return p, nil
 }
+
+// AsCaller runs f with the effective ids of the caller, then raises them
+// again: for files the caller names (mail -a), which the raised group
+// must not open for it (the config is the group's). The saved ids keep
+// the raised ones meanwhile. Without raised ids, f just runs.
+func (p Privileges) AsCaller(f func() error) error {
+	if !p.Raised() {
+		return f()
+	}
+	if p.EGID != p.GID {
+		if err := syscall.Setresgid(-1, p.GID, -1); err != nil {
+			return err
+		}
+		defer syscall.Setresgid(-1, p.EGID, -1)
+	}
+	if p.EUID != p.UID {
+		if err := syscall.Setresuid(-1, p.UID, -1); err != nil {
+			return err
+		}
+		defer syscall.Setresuid(-1, p.EUID, -1)
+	}
+	return f()
+}
