@@ -5,22 +5,22 @@
 //
 // # Command line
 //
-//	mail [-s subject] [-a file|header]... [-A file] [-c cc] [-b bcc] [-r from] [-E] [-v] [--] rcpt...
+//		mail [-s subject] [-a file|header]... [-A file] [-c cc] [-b bcc] [-r from] [-E] [-v] [--] rcpt...
 //
-//   - -s: the subject, RFC 2047-encoded when it is not ASCII.
-//   - -a: a file to attach (heirloom mailx, s-nail). bsd-mailx and GNU
-//     mailutils read -a as a header field ("X-Loop: x", Icinga's
-//     -a "From: ..."): an argument that is no file and reads "Name: value"
-//     is taken as a header field.
-//   - -A: a file to attach (GNU mailutils); when no such file exists, an
-//     account name (s-nail), ignored.
-//   - -c, -b: Cc and Bcc recipients (comma-separated lists); Bcc reaches
-//     the envelope only.
-//   - -r: the sender, for the From field and the envelope.
-//   - -E: send nothing when the body is empty and nothing is attached.
-//   - Ignored, as scripts pass them: -n, -N, -i, -d, -I, -~; -S var[=value]
-//     (except -S from=addr, taken as -r) and -q file take a value.
-//   - Reading mail (-f, -u, -e, -H, -p, -R, or no recipient) is refused.
+//	  - -s: the subject, RFC 2047-encoded when it is not ASCII.
+//	  - -a: a file to attach (heirloom mailx, s-nail). bsd-mailx and GNU
+//	    mailutils read -a as a header field ("X-Loop: x", Icinga's
+//	    -a "From: ..."): an argument that is no file and reads "Name: value"
+//	    is taken as a header field.
+//	  - -A: a file to attach (GNU mailutils); when no such file exists, an
+//	    account name (s-nail), ignored.
+//	  - -c, -b: Cc and Bcc recipients (comma-separated lists); Bcc reaches
+//	    the envelope only.
+//	  - -r: the sender, for the From field and the envelope.
+//	  - -E: send nothing when the body is empty and nothing is attached.
+//	  - Ignored, as scripts pass them: -n, -N, -i, -d, -I, -~; -S var[=value]
+//	    (except -S from=addr, taken as -r) and -q file take a value.
+//	  - Reading mail (-f, -u, -e, -H, -p, -R, or no recipient) is refused.
 //
 // Options may follow recipients, as GNU getopt allows; "--" ends them.
 //
