@@ -11,3 +11,15 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 	systemctl daemon-reload || true
 	systemctl enable --now relaymail-queue.timer || true
 fi
+# The mail command: /usr/bin/mail and /usr/bin/mailx, as the lowest
+# alternative in Debian's "mailx" group, so that bsd-mailx, s-nail or
+# mailutils win when installed; where there are no alternatives (Alpine),
+# a link only when nothing has the name.
+if command -v update-alternatives >/dev/null 2>&1; then
+	update-alternatives --install /usr/bin/mailx mailx /usr/lib/relaymail/mail 5 \
+		--slave /usr/bin/mail mail /usr/lib/relaymail/mail >/dev/null 2>&1 || true
+else
+	for f in /usr/bin/mail /usr/bin/mailx; do
+		[ -e "$f" ] || [ -L "$f" ] || ln -s /usr/lib/relaymail/mail "$f"
+	done
+fi

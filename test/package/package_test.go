@@ -151,6 +151,14 @@ func TestPackage(t *testing.T) {
 	t.Logf("clients: %s", strings.TrimSpace(host.must("", `dpkg-query -W -f '${Package} ${Version}, ' "$@"`, clients...)))
 
 	t.Run("files", func(t *testing.T) { checkFiles(t, host, deb) })
+	t.Run("mail_alternative", func(t *testing.T) {
+		// bsd-mailx, s-nail and mailutils came after relaymail: one of
+		// them is /usr/bin/mail, relaymail's stays the lowest choice.
+		q := host.must("", "update-alternatives --query mailx")
+		if !strings.Contains(q, "Alternative: /usr/lib/relaymail/mail\nPriority: 5\n") || strings.Contains(q, "Value: /usr/lib/relaymail/mail\n") {
+			t.Errorf("the mailx alternatives:\n%s", q)
+		}
+	})
 
 	// Configure as the README says: edit /etc/sendmail.conf, then --check.
 	host.writeFile("/etc/relaymail-test-ca.pem", mx.caPEM, 0o644)
@@ -315,7 +323,7 @@ git -c user.name=Dev -c user.email=dev@example.com send-email --quiet --confirm=
 	t.Run("rate_limited_smarthost", func(t *testing.T) { checkRateLimit(t, host, mx) })
 	t.Logf("install, configure, ten clients and the rate limits: %v", time.Since(start).Round(time.Second))
 
-	t.Run("remove_and_purge", func(t *testing.T) { checkRemoval(t, deb) })
+	t.Run("remove_and_purge", func(t *testing.T) { checkRemoval(t, deb, mx) })
 }
 
 // checkRateLimit sends through Postfix's rate-limited port (throttleRate
@@ -426,7 +434,7 @@ func checkFiles(t *testing.T, r *root, deb string) {
 // checkRemoval installs the package over Postfix in a root of its own,
 // queues a message, edits the config, reinstalls (the edit must stay),
 // then removes (queue, config and group stay) and purges (all go).
-func checkRemoval(t *testing.T, deb string) {
+func checkRemoval(t *testing.T, deb string, mx *postfix) {
 	r := newRoot(t, "remove", aptCache())
 	r.must("postfix postfix/main_mailer_type select No configuration\n", "debconf-set-selections")
 	r.aptInstall("postfix")
@@ -437,6 +445,32 @@ func checkRemoval(t *testing.T, deb string) {
 	if v := r.must("", "/usr/sbin/sendmail --version"); !strings.HasPrefix(v, "relaymail ") {
 		t.Errorf("/usr/sbin/sendmail --version: %q", v)
 	}
+
+	// No other mail command here: /usr/bin/mail is relaymail's, and
+	// "echo body | mail -s subject -a report.pdf root" delivers (issue 11).
+	if got := r.must("", `readlink -f /usr/bin/mail; update-alternatives --query mailx | sed -n 's/^Value: //p'`); got != "/usr/sbin/sendmail\n/usr/lib/relaymail/mail\n" {
+		t.Errorf("/usr/bin/mail and the mailx alternative:\n%s", got)
+	}
+	r.writeFile("/etc/relaymail-test-ca.pem", mx.caPEM, 0o644)
+	r.must(fmt.Sprintf(`hostname = "app.example.test"
+[smarthost]
+host = "127.0.0.1"
+port = %d
+tls_server_name = "localhost"
+ca_file = "/etc/relaymail-test-ca.pem"
+username = %q
+password = %q
+[aliases]
+root = "mailroot@example.org"
+`, mx.port, mxUser, mxPassword), "cat >/etc/sendmail.conf")
+	r.writeFile("/tmp/report.pdf", attachment(), 0o644)
+	r.must("body\n", "cd /tmp && mail -s 'pkg mail command' -a report.pdf root")
+	c := wantDelivery(t, mx.wait(t, "pkg mail command", 1), "root@app.example.test", "mailroot@example.org")
+	wantText(t, c, "body\n")
+	if _, att := parts(t, c); !bytes.Equal(att["report.pdf"], attachment()) {
+		t.Errorf("report.pdf: %d bytes arrived, want its %d", len(att["report.pdf"]), len(attachment()))
+	}
+
 	r.must("\n# kept across upgrades\n", "cat >>/etc/sendmail.conf")
 	confBefore := r.must("", "cat /etc/sendmail.conf")
 	r.must("", "dpkg -i /tmp/"+filepath.Base(deb))
@@ -451,7 +485,7 @@ func checkRemoval(t *testing.T, deb string) {
 
 	r.must("", "dpkg -r relaymail")
 	state := func() string {
-		return r.must("", `for f in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases /etc/sendmail.conf /var/spool/relaymail; do
+		return r.must("", `for f in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases /usr/bin/mail /etc/sendmail.conf /var/spool/relaymail; do
 	if [ -e "$f" ] || [ -L "$f" ]; then echo "$f present"; else echo "$f absent"; fi
 done
 getent group relaymail >/dev/null && echo "group present" || echo "group absent"
@@ -461,6 +495,7 @@ dpkg-query -W -f '${db:Status-Abbrev}\n' relaymail 2>/dev/null || echo "not know
 /usr/lib/sendmail absent
 /usr/bin/mailq absent
 /usr/bin/newaliases absent
+/usr/bin/mail absent
 /etc/sendmail.conf present
 /var/spool/relaymail present
 group present
@@ -481,6 +516,7 @@ rc
 /usr/lib/sendmail absent
 /usr/bin/mailq absent
 /usr/bin/newaliases absent
+/usr/bin/mail absent
 /etc/sendmail.conf absent
 /var/spool/relaymail absent
 group absent
