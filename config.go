@@ -79,6 +79,7 @@ type Config struct {
 	Smarthost     Smarthost         `toml:"smarthost"`
 	Routes        []Route           `toml:"route"` // [[route]] tables, tried in order before [smarthost]
 	Queue         QueueConfig       `toml:"queue"`
+	Listen        ListenConfig      `toml:"listen"` // sendmail -bd
 	Aliases       map[string]string `toml:"aliases"` // name -> address list; values are not empty
 }
 
@@ -252,6 +253,19 @@ func (c *Config) SmarthostOf(route string) *Smarthost {
 		}
 	}
 	return &c.Smarthost
+}
+
+// ListenConfig is the [listen] table: the SMTP listener of sendmail -bd,
+// for programs that send to localhost:25.
+type ListenConfig struct {
+	// Addresses to listen on; default 127.0.0.1:25 and [::1]:25. Clients
+	// from other than loopback are refused.
+	Addresses []string `toml:"addresses"`
+	// TLSCertFile and TLSKeyFile offer STARTTLS with this certificate.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// MaxConnections is how many sessions at once; default 20.
+	MaxConnections int `toml:"max_connections"`
 }
 
 // QueueConfig is the [queue] table.
@@ -957,6 +971,7 @@ func (cl *configLoader) validate(c *Config) {
 	if c.Queue.Linger < 0 || c.Queue.Linger > Duration(time.Minute) {
 		cl.errorf(k("queue", "linger"), "[queue] linger must be between 0s and 1m, not %v", c.Queue.Linger)
 	}
+	cl.validateListen(&c.Listen)
 
 	// In file order, so that the messages are too.
 	for _, key := range cl.md.Keys() {
@@ -1098,6 +1113,36 @@ func (cl *configLoader) validateSmarthost(sh *Smarthost, table, label string, de
 	}
 	if sh.Timeout <= 0 {
 		e(k("timeout"), "[smarthost] timeout must be more than 0s, not %v", sh.Timeout)
+	}
+}
+
+// validateListen checks [listen] and fills in its defaults.
+func (cl *configLoader) validateListen(l *ListenConfig) {
+	if len(l.Addresses) == 0 {
+		l.Addresses = []string{"127.0.0.1:25", "[::1]:25"}
+	}
+	for _, a := range l.Addresses {
+		host, port, err := net.SplitHostPort(a)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		if err != nil || host == "" {
+			cl.errorf([]string{"listen", "addresses"}, "[listen] address %q is not host:port, as in \"127.0.0.1:25\" or \"[::1]:25\"", a)
+		}
+	}
+	if (l.TLSCertFile == "") != (l.TLSKeyFile == "") {
+		cl.errorf([]string{"listen", "tls_cert_file"}, "[listen] tls_cert_file and tls_key_file go together")
+	}
+	for _, f := range []struct{ key, path string }{{"tls_cert_file", l.TLSCertFile}, {"tls_key_file", l.TLSKeyFile}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			cl.errorf([]string{"listen", f.key}, "[listen] %s %q must be an absolute path", f.key, f.path)
+		}
+	}
+	if l.MaxConnections == 0 {
+		l.MaxConnections = 20
+	}
+	if l.MaxConnections < 1 || l.MaxConnections > 1000 {
+		cl.errorf([]string{"listen", "max_connections"}, "[listen] max_connections must be 1 to 1000, not %d", l.MaxConnections)
 	}
 }
 

@@ -175,6 +175,9 @@ root = "ops@example.net"
 			if !strings.Contains(tt.toml, "reply_to") {
 				want.Rewrite.ReplyTo = true // the default
 			}
+			if !strings.Contains(tt.toml, "[listen]") {
+				want.Listen = ListenConfig{Addresses: []string{"127.0.0.1:25", "[::1]:25"}, MaxConnections: 20} // the defaults
+			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("loadConfig(%q) =\n%#v\nwant\n%#v", tt.toml, *got, *want)
 			}

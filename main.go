@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -156,8 +157,6 @@ func (p *process) main(args []string) error {
 		return nil
 	case ModeIgnore:
 		return nil
-	case ModeDaemon:
-		return sysexits.Errorf(sysexits.Usage, "daemon mode (-bd) is not supported yet")
 	}
 
 	cfg, err := p.loadConfig(inv)
@@ -199,8 +198,179 @@ func (p *process) main(args []string) error {
 		return p.serveSMTP(cfg, inv)
 	case ModeMail:
 		return p.sendMail(cfg, inv)
+	case ModeDaemon:
+		return p.daemon(cfg, inv)
 	}
 	return p.send(cfg, inv)
+}
+
+// daemon is sendmail -bd: the SMTP listener of [listen] for programs that
+// send to localhost:25. Each session is -bs's, on a connection: a message
+// is committed to the spool before its 250. Clients from other than
+// loopback are refused. The process also runs the queue, after each
+// session that committed mail and every -q interval (5m by default), and
+// stops on SIGTERM or SIGINT once the sessions in progress are over.
+func (p *process) daemon(cfg *Config, inv Invocation) error {
+	if cfg.Queue.Dir == "" {
+		return sysexits.Errorf(sysexits.Config, "%s: sendmail -bd needs the spool ([queue] dir), where each message is committed before its reply", cfg.Path)
+	}
+	if _, err := p.recipients(cfg); err != nil {
+		return err
+	}
+	sp, err := p.openSpool(cfg)
+	if err != nil {
+		return err
+	}
+	var tlsConfig *tls.Config
+	if cfg.Listen.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Listen.TLSCertFile, cfg.Listen.TLSKeyFile)
+		if err != nil {
+			return sysexits.Errorf(sysexits.Config, "%s: [listen] certificate: %v", cfg.Path, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	log := p.logger(inv)
+	defer log.Close()
+	log.EchoWithoutSyslog()
+	listeners, err := listen(cfg.Listen.Addresses)
+	if err != nil {
+		return err
+	}
+	for _, l := range listeners {
+		log.Log(maillog.Entry{UID: -1, Status: "listening", Reply: "SMTP on " + l.Addr().String()})
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// The queue: one goroutine runs it, woken by sessions that committed
+	// mail, and every interval.
+	wake := make(chan struct{}, 1)
+	interval := inv.QueueInterval
+	if interval == 0 {
+		interval = 5 * time.Minute
+	}
+	known := map[string]relayOptions{}
+	if opts, err := p.relayOptions(cfg, inv, &cfg.Smarthost); err == nil {
+		known[""] = opts
+	} else {
+		p.report(err)
+	}
+	runner := p.runner(cfg, sp, inv, false, log, known)
+	queueDone := make(chan struct{})
+	go func() {
+		defer close(queueDone)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			runner.Drain(ctx, cfg.Smarthost.MaxConnections, time.Duration(cfg.Queue.Linger))
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+			case <-tick.C:
+			}
+		}
+	}()
+
+	how := "SMTP (-bd)"
+	opts := p.smtpOptions(cfg, inv, sp, log, how)
+	sem := make(chan struct{}, cfg.Listen.MaxConnections)
+	var sessions sync.WaitGroup
+	var accepting sync.WaitGroup
+	for _, l := range listeners {
+		accepting.Add(1)
+		go func() {
+			defer accepting.Done()
+			for {
+				nc, err := l.Accept()
+				if err != nil {
+					return
+				}
+				peer := nc.RemoteAddr().String()
+				if !loopbackPeer(nc.RemoteAddr()) {
+					fmt.Fprintf(nc, "554 5.7.1 %s takes mail from this machine only\r\n", cfg.Hostname)
+					nc.Close()
+					log.Log(maillog.Entry{UID: -1, Status: "refused", Reply: "connection from " + peer + ": not this machine"})
+					continue
+				}
+				select {
+				case sem <- struct{}{}:
+				default:
+					fmt.Fprintf(nc, "421 4.7.0 %s has too many sessions, try again later\r\n", cfg.Hostname)
+					nc.Close()
+					log.Log(maillog.Entry{UID: -1, Status: "refused", Reply: fmt.Sprintf("connection from %s: %d sessions already (max_connections)", peer, cfg.Listen.MaxConnections)})
+					continue
+				}
+				sessions.Add(1)
+				go func() {
+					defer sessions.Done()
+					defer func() { <-sem }()
+					ids, err := smtpd.ServeConn(nc, opts, tlsConfig)
+					reply := fmt.Sprintf("session from %s: %d message(s) queued", peer, len(ids))
+					if err != nil {
+						reply += "; " + oneLine(err.Error())
+					}
+					log.Log(maillog.Entry{UID: -1, Status: "disconnect", Reply: reply})
+					if len(ids) > 0 {
+						select {
+						case wake <- struct{}{}:
+						default:
+						}
+					}
+				}()
+			}
+		}()
+	}
+	<-ctx.Done()
+	for _, l := range listeners {
+		l.Close()
+	}
+	accepting.Wait()
+	sessions.Wait()
+	<-queueDone
+	return nil
+}
+
+// listen opens the listeners of addrs, or takes them from systemd (socket
+// activation: $LISTEN_FDS descriptors from 3). An address that cannot be
+// had is an error, except [::1] on a machine without IPv6.
+func listen(addrs []string) ([]net.Listener, error) {
+	if n, err := strconv.Atoi(os.Getenv("LISTEN_FDS")); err == nil && n > 0 && os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) {
+		var ls []net.Listener
+		for fd := 3; fd < 3+n; fd++ {
+			l, err := net.FileListener(os.NewFile(uintptr(fd), "systemd socket"))
+			if err != nil {
+				return nil, sysexits.Errorf(sysexits.OSErr, "socket from systemd: %v", err)
+			}
+			ls = append(ls, l)
+		}
+		return ls, nil
+	}
+	var ls []net.Listener
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			host, _, _ := net.SplitHostPort(a)
+			if ip := net.ParseIP(host); ip != nil && ip.To4() == nil && (errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)) {
+				continue // no IPv6 here
+			}
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, sysexits.Errorf(sysexits.OSErr, "listen on %s: %v", a, err)
+		}
+		ls = append(ls, l)
+	}
+	if len(ls) == 0 {
+		return nil, sysexits.Errorf(sysexits.OSErr, "no address to listen on")
+	}
+	return ls, nil
+}
+
+// loopbackPeer reports whether a client connects from this machine.
+func loopbackPeer(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // sendMail is the mail personality (internal/mailx): it builds a MIME
@@ -738,7 +908,31 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 	// replies, message data included.
 	log := p.logger(inv)
 	defer log.Close()
-	opts := smtpd.Options{
+	how := "SMTP on stdin (-bs), delivery after the session"
+	if mode == DeliverQueue {
+		how = "SMTP on stdin (-bs), delivery mode queue (-odq)"
+	}
+	opts := p.smtpOptions(cfg, inv, sp, log, how)
+	if direct {
+		opts.Accepted = "Ok: sent as %s"
+	}
+	out, closeOut := p.smtpOut()
+	ids, err := smtpd.Serve(p.stdin, out, opts)
+	closeOut()
+	if !direct && len(ids) > 0 && mode != DeliverQueue && queue.SlotFree(sp.Dir(), cfg.Smarthost.MaxConnections) {
+		if berr := p.background(cfg, "--drain"); berr != nil {
+			fmt.Fprintf(p.stderr, "%s: queued %d message(s); background delivery did not start (%v): the next queue run delivers them\n", p.name, len(ids), berr)
+		}
+	}
+	return err
+}
+
+// smtpOptions are the SMTP server's callbacks for -bs and -bd: the sender
+// and each recipient as the command line would take them, and each
+// message committed to the spool sp (or, with no spool, relayed before
+// the reply), logged as how.
+func (p *process) smtpOptions(cfg *Config, inv Invocation, sp *spool.Spool, log *maillog.Logger, how string) smtpd.Options {
+	return smtpd.Options{
 		Hostname:        cfg.Hostname,
 		MaxMessageBytes: int64(cfg.MaxMessageSize),
 		MaxRecipients:   cfg.MaxRecipients,
@@ -776,7 +970,7 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 				})
 				return err
 			}
-			if direct {
+			if sp == nil {
 				return p.relaySMTP(cfg, i, log, func(w io.Writer) (accepted, error) { return a, copyIn(w) })
 			}
 			env, err := p.spoolMessage(cfg, sp, func(w io.Writer) (*spool.Envelope, error) {
@@ -793,26 +987,10 @@ func (p *process) serveSMTP(cfg *Config, inv Invocation) error {
 			if err != nil {
 				return "", err
 			}
-			reply := "SMTP on stdin (-bs), delivery after the session"
-			if mode == DeliverQueue {
-				reply = "SMTP on stdin (-bs), delivery mode queue (-odq)"
-			}
-			log.Log(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, To: a.rcpts, Status: "queued", Reply: reply})
+			log.Log(maillog.Entry{ID: env.ID, UID: env.UID, User: env.User, From: env.From, To: a.rcpts, Status: "queued", Reply: how})
 			return env.ID, nil
 		},
 	}
-	if direct {
-		opts.Accepted = "Ok: sent as %s"
-	}
-	out, closeOut := p.smtpOut()
-	ids, err := smtpd.Serve(p.stdin, out, opts)
-	closeOut()
-	if !direct && len(ids) > 0 && mode != DeliverQueue && queue.SlotFree(sp.Dir(), cfg.Smarthost.MaxConnections) {
-		if berr := p.background(cfg, "--drain"); berr != nil {
-			fmt.Fprintf(p.stderr, "%s: queued %d message(s); background delivery did not start (%v): the next queue run delivers them\n", p.name, len(ids), berr)
-		}
-	}
-	return err
 }
 
 // smtpOut is where -bs writes its replies: a duplicate of stdout's file

@@ -71,6 +71,17 @@ func New(opts Options) *Logger {
 	return l
 }
 
+// EchoWithoutSyslog makes a Logger that found no syslog socket write
+// every line to its fallback writer: a daemon in a container logs to its
+// standard error.
+func (l *Logger) EchoWithoutSyslog() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sys == nil && l.fallback != nil {
+		l.echo = true
+	}
+}
+
 // Format returns the log line of e without a trailing newline.
 func Format(e Entry) string {
 	var b strings.Builder
@@ -84,17 +95,25 @@ func Format(e Entry) string {
 	if e.User != "" {
 		fmt.Fprintf(&b, "user=%s ", clean(e.User))
 	}
-	fmt.Fprintf(&b, "from=<%s> to=", clean(e.From))
-	for i, to := range e.To {
-		if i > 0 {
-			b.WriteByte(',')
+	if e.ID == "" && e.From == "" && len(e.To) == 0 {
+		// An event of the process or a host, not of a message.
+		if e.Relay != "" {
+			fmt.Fprintf(&b, "relay=%s ", clean(e.Relay))
 		}
-		fmt.Fprintf(&b, "<%s>", clean(to))
+		fmt.Fprintf(&b, "status=%s", e.Status)
+	} else {
+		fmt.Fprintf(&b, "from=<%s> to=", clean(e.From))
+		for i, to := range e.To {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "<%s>", clean(to))
+		}
+		if e.Relay != "" {
+			fmt.Fprintf(&b, " relay=%s", clean(e.Relay))
+		}
+		fmt.Fprintf(&b, " delay=%s status=%s", strconv.FormatFloat(e.Delay.Seconds(), 'f', 2, 64), e.Status)
 	}
-	if e.Relay != "" {
-		fmt.Fprintf(&b, " relay=%s", clean(e.Relay))
-	}
-	fmt.Fprintf(&b, " delay=%s status=%s", strconv.FormatFloat(e.Delay.Seconds(), 'f', 2, 64), e.Status)
 	if e.Reply != "" {
 		fmt.Fprintf(&b, " (%s)", clean(e.Reply))
 	}

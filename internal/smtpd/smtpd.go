@@ -91,6 +91,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -169,10 +170,32 @@ func Serve(in io.Reader, out io.Writer, opts Options) ([]string, error) {
 		return nil, sysexits.Errorf(sysexits.Software, "smtpd: Options needs Sender, Recipient and Commit")
 	}
 	opts.setDefaults()
-	c := newConn(in, out, opts.MaxLineLength)
+	return serve(newConn(in, out, opts.MaxLineLength), opts, nil)
+}
+
+// ServeConn is Serve for a network connection (sendmail -bd), which it
+// closes when the session ends. With tlsConfig the server offers STARTTLS;
+// bare names are then not taken (their filter would sit under the TLS
+// layer), and a client must give addresses with a domain.
+func ServeConn(nc net.Conn, opts Options, tlsConfig *tls.Config) ([]string, error) {
+	defer nc.Close()
+	if opts.Sender == nil || opts.Recipient == nil || opts.Commit == nil {
+		return nil, sysexits.Errorf(sysexits.Software, "smtpd: Options needs Sender, Recipient and Commit")
+	}
+	opts.setDefaults()
+	c := newConn(nc, nc, opts.MaxLineLength)
+	if tlsConfig != nil {
+		c.filter.off()
+	}
+	return serve(c, opts, tlsConfig)
+}
+
+// serve runs one session on c.
+func serve(c *conn, opts Options, tlsConfig *tls.Config) ([]string, error) {
 	s := &server{opts: opts, conn: c}
 
 	srv := smtp.NewServer(backend{s})
+	srv.TLSConfig = tlsConfig
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageBytes
 	srv.MaxLineLength = opts.MaxLineLength

@@ -1,0 +1,191 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"relaymail/internal/smarthost"
+)
+
+// listener is a running "sendmail -bd".
+type listener struct {
+	addr string
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan error
+}
+
+// startListener runs sendmail -bd with [listen] on a free port of host
+// (and extra [listen] keys), and waits until it accepts connections.
+func (s *setup) startListener(host, extra string) *listener {
+	s.t.Helper()
+	addr := net.JoinHostPort(host, fmt.Sprint(deadPort(s.t)))
+	b, err := os.ReadFile(s.conf)
+	must(s.t, err)
+	must(s.t, os.WriteFile(s.conf, append(b, fmt.Sprintf("\n[listen]\naddresses = [%q]\n%s", addr, extra)...), 0o600))
+	l := &listener{addr: addr, cmd: exec.Command(binary, "-C", s.conf, "-bd", "-q1h"), out: &bytes.Buffer{}, done: make(chan error, 1)}
+	l.cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + s.dir, "LANG=C"}
+	l.cmd.Stdout, l.cmd.Stderr = l.out, l.out
+	must(s.t, l.cmd.Start())
+	go func() { l.done <- l.cmd.Wait() }()
+	s.t.Cleanup(func() { l.stop(s.t) })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return l
+		}
+		select {
+		case err := <-l.done:
+			s.t.Fatalf("sendmail -bd exited: %v\n%s", err, l.out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("sendmail -bd does not listen on %s: %v\n%s", addr, err, l.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits; the exit must be 0.
+func (l *listener) stop(t *testing.T) {
+	if l.cmd.ProcessState != nil {
+		return
+	}
+	l.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-l.done:
+		if err != nil {
+			t.Errorf("sendmail -bd after SIGTERM: %v\n%s", err, l.out)
+		}
+	case <-time.After(20 * time.Second):
+		l.cmd.Process.Kill()
+		t.Errorf("sendmail -bd did not stop on SIGTERM\n%s", l.out)
+	}
+}
+
+// TestListener: a client sends two messages on one connection to
+// sendmail -bd; each is committed before its 250, and the listener's own
+// queue runner delivers both; a client that goes away in the middle of
+// DATA leaves nothing queued; SIGTERM stops it with exit 0.
+func TestListener(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	l := s.startListener("127.0.0.1", "")
+	c, err := smtp.Dial(l.addr)
+	must(t, err)
+	for i, rcpt := range []string{"a@example.net", "b@example.net"} {
+		msg := fmt.Sprintf("From: app@example.com\r\nTo: %s\r\nSubject: listener %d\r\n\r\nbody %d\r\n", rcpt, i, i)
+		must(t, c.SendMail("app@example.com", []string{rcpt}, strings.NewReader(msg)))
+	}
+	must(t, c.Quit())
+	msgs := s.delivered(2)
+	for i, rcpt := range []string{"a@example.net", "b@example.net"} {
+		wantEnvelope(t, msgs[i], "app@example.com", rcpt)
+		if !bytes.Contains(msgs[i].Data, []byte(fmt.Sprintf("Subject: listener %d\r\n", i))) {
+			t.Errorf("message %d:\n%s", i, msgs[i].Data)
+		}
+		for _, f := range []string{"Date", "Message-ID"} {
+			if !bytes.Contains(msgs[i].Data, []byte("\r\n"+f+": ")) {
+				t.Errorf("message %d has no %s", i, f)
+			}
+		}
+	}
+
+	// Gone in the middle of DATA: nothing is queued.
+	raw, err := net.Dial("tcp", l.addr)
+	must(t, err)
+	r := bufio.NewReader(raw)
+	for _, cmd := range []string{"", "EHLO x\r\n", "MAIL FROM:<app@example.com>\r\n", "RCPT TO:<c@example.net>\r\n", "DATA\r\n"} {
+		if cmd != "" {
+			fmt.Fprint(raw, cmd)
+		}
+		for {
+			line, err := r.ReadString('\n')
+			must(t, err)
+			if len(line) < 4 || line[3] != '-' {
+				break
+			}
+		}
+	}
+	fmt.Fprint(raw, "Subject: cut\r\n\r\nhalf a mess")
+	raw.Close()
+	time.Sleep(300 * time.Millisecond)
+	if files := s.spoolFiles(); len(files) != 0 {
+		t.Errorf("a message cut in DATA left %q in the spool", files)
+	}
+	l.stop(t)
+	if n := len(s.srv.Messages()); n != 2 {
+		t.Errorf("%d messages arrived, want 2", n)
+	}
+	// Without a syslog socket the daemon logs to its stderr.
+	if _, err := os.Stat("/dev/log"); err != nil && !strings.Contains(l.out.String(), "status=listening (SMTP on "+l.addr+")") {
+		t.Errorf("no listening line on stderr without syslog:\n%s", l.out)
+	}
+}
+
+// TestListenerSTARTTLS: with a certificate the listener offers STARTTLS
+// and takes the message over it.
+func TestListenerSTARTTLS(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	caPEM, cert, key, err := smarthost.ServerCertificate("localhost", "127.0.0.1")
+	must(t, err)
+	certFile, keyFile := filepath.Join(s.dir, "listen.pem"), filepath.Join(s.dir, "listen.key")
+	must(t, os.WriteFile(certFile, cert, 0o600))
+	must(t, os.WriteFile(keyFile, key, 0o600))
+	l := s.startListener("127.0.0.1", fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q\n", certFile, keyFile))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	c, err := smtp.DialStartTLS(l.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	must(t, err)
+	must(t, c.SendMail("app@example.com", []string{"a@example.net"}, strings.NewReader("Subject: tls\r\n\r\nover TLS\r\n")))
+	must(t, c.Quit())
+	wantEnvelope(t, s.delivered(1)[0], "app@example.com", "a@example.net")
+}
+
+// TestListenerRefusesOthers: a client from an address of this machine
+// that is not loopback is refused before any command.
+func TestListenerRefusesOthers(t *testing.T) {
+	var ip net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			ip = n.IP
+			break
+		}
+	}
+	if ip == nil {
+		t.Skip("this machine has no IPv4 address but loopback to connect from")
+	}
+	s := newSetup(t, smarthost.Options{}, "", "")
+	l := s.startListener(ip.String(), "")
+	c, err := net.DialTCP("tcp", &net.TCPAddr{IP: ip}, net.TCPAddrFromAddrPort(mustAddrPort(t, l.addr)))
+	must(t, err)
+	defer c.Close()
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "554 5.7.1 ") {
+		t.Errorf("greeting to %s: %q, want 554 5.7.1", ip, line)
+	}
+	s.nothingSent()
+}
+
+func mustAddrPort(t *testing.T, s string) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(s)
+	must(t, err)
+	return ap
+}
