@@ -79,7 +79,7 @@ type Config struct {
 	Smarthost     Smarthost         `toml:"smarthost"`
 	Routes        []Route           `toml:"route"` // [[route]] tables, tried in order before [smarthost]
 	Queue         QueueConfig       `toml:"queue"`
-	Listen        ListenConfig      `toml:"listen"` // sendmail -bd
+	Listen        ListenConfig      `toml:"listen"`  // sendmail -bd
 	Aliases       map[string]string `toml:"aliases"` // name -> address list; values are not empty
 }
 
