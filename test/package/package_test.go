@@ -26,9 +26,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"relaymail/internal/smarthost"
 )
 
 // findDeb returns the .deb to test: $INTEROP_DEB, or the only one for this
@@ -394,6 +398,75 @@ dir = "/var/spool/relaymail-%s"
 	}
 }
 
+// smtplibScript is Python's smtplib as Django and scripts use it: two
+// messages on one connection, one after STARTTLS, and a client that goes
+// away in the middle of DATA.
+const smtplibScript = `import smtplib, ssl, sys
+from email.message import EmailMessage
+port, ca = int(sys.argv[1]), sys.argv[2]
+def msg(subject, to):
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "app@example.com", to, subject
+    m.set_content("Grüße from smtplib\n")
+    return m
+with smtplib.SMTP("127.0.0.1", port) as s:
+    s.send_message(msg("pkg smtplib one", "py1@example.org"))
+    s.send_message(msg("pkg smtplib two", "py2@example.org"))
+with smtplib.SMTP("localhost", port) as s:
+    s.starttls(context=ssl.create_default_context(cafile=ca))
+    s.send_message(msg("pkg smtplib tls", "py3@example.org"))
+s = smtplib.SMTP("127.0.0.1", port)
+s.ehlo(); s.mail("app@example.com"); s.rcpt("py4@example.org")
+s.putcmd("data"); print(s.getreply())
+s.send(b"Subject: pkg smtplib cut\r\n\r\nhalf a mess")
+s.sock.close()
+`
+
+// checkListener runs the installed sendmail -bd in r (on a free port, with
+// STARTTLS) and sends to it with Python's smtplib: every message arrives
+// once, the one cut in DATA never, and SIGTERM stops the listener.
+func checkListener(t *testing.T, r *root, mx *postfix) {
+	r.aptInstall("python3")
+	ca, cert, key, err := smarthost.ServerCertificate("localhost", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.writeFile("/etc/relaymail-listen-ca.pem", ca, 0o644)
+	r.writeFile("/etc/relaymail-listen.pem", cert, 0o640)
+	r.writeFile("/etc/relaymail-listen.key", key, 0o640)
+	port := freePort(t)
+	r.must(fmt.Sprintf("\n[listen]\naddresses = [\"127.0.0.1:%d\"]\ntls_cert_file = \"/etc/relaymail-listen.pem\"\ntls_key_file = \"/etc/relaymail-listen.key\"\n", port), "cat >>/etc/sendmail.conf")
+	l := r.start("exec sendmail -bd -q1m")
+	waitPort(t, port, func() string { return "" })
+	r.writeFile("/tmp/send_smtp.py", []byte(smtplibScript), 0o644)
+	out := r.must("", "python3 /tmp/send_smtp.py \"$1\" /etc/relaymail-listen-ca.pem 2>&1", strconv.Itoa(port))
+	t.Logf("smtplib: %s", strings.TrimSpace(out))
+	for _, tt := range []struct{ subject, rcpt string }{
+		{"pkg smtplib one", "py1@example.org"}, {"pkg smtplib two", "py2@example.org"}, {"pkg smtplib tls", "py3@example.org"},
+	} {
+		c := wantDelivery(t, mx.wait(t, tt.subject, 1), "app@example.com", tt.rcpt)
+		wantText(t, c, "Grüße from smtplib\n")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if cut := deliveredWith(mx.mailbox(t), "pkg smtplib cut"); len(cut) != 0 {
+		t.Errorf("the message cut in DATA was delivered")
+	}
+	if left := r.must("", "find /var/spool/relaymail -name '*.env' | wc -l"); strings.TrimSpace(left) != "0" {
+		t.Errorf("%s messages left in the spool", strings.TrimSpace(left))
+	}
+	l.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := dialTCP(port); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sendmail -bd still listens 20 s after SIGTERM")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // checkFiles checks what the package installed.
 func checkFiles(t *testing.T, r *root, deb string) {
 	got := r.must("", `stat -c '%n %a %U:%G %F' /usr/sbin/sendmail /etc/sendmail.conf /var/spool/relaymail /var/spool/relaymail/failed /var/spool/relaymail/run \
@@ -470,6 +543,7 @@ root = "mailroot@example.org"
 	if _, att := parts(t, c); !bytes.Equal(att["report.pdf"], attachment()) {
 		t.Errorf("report.pdf: %d bytes arrived, want its %d", len(att["report.pdf"]), len(attachment()))
 	}
+	t.Run("listener_smtplib", func(t *testing.T) { checkListener(t, r, mx) })
 
 	r.must("\n# kept across upgrades\n", "cat >>/etc/sendmail.conf")
 	confBefore := r.must("", "cat /etc/sendmail.conf")
