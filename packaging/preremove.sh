@@ -2,6 +2,7 @@
 set -e
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 	systemctl disable --now relaymail-queue.timer >/dev/null 2>&1 || true
+	systemctl disable --now relaymail-listen.socket relaymail-listen.service >/dev/null 2>&1 || true
 fi
 # The mail command's alternative, or the links made without alternatives;
 # not on upgrade (deb: "upgrade"; rpm: $1 is the count of what stays).

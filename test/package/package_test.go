@@ -498,7 +498,7 @@ func checkFiles(t *testing.T, r *root, deb string) {
 	if v := r.must("", "sendmail --version"); !strings.HasPrefix(v, "relaymail ") || !strings.Contains(ver, strings.TrimSuffix(strings.Fields(v)[1], "-dirty")) {
 		t.Errorf("sendmail --version says %q; the package is %s", v, ver)
 	}
-	if out, err := r.run("", "man -w sendmail.conf && man -w 8 sendmail && systemd-analyze verify /lib/systemd/system/relaymail-queue.timer /lib/systemd/system/relaymail-queue.service"); err != nil {
+	if out, err := r.run("", "man -w sendmail.conf && man -w 8 sendmail && systemd-analyze verify /lib/systemd/system/relaymail-queue.timer /lib/systemd/system/relaymail-queue.service /lib/systemd/system/relaymail-listen.socket /lib/systemd/system/relaymail-listen.service"); err != nil {
 		t.Errorf("man pages or systemd units: %v\n%s", err, out)
 	}
 	t.Logf("package %s installed; deb is %d bytes", ver, fileSize(t, deb))
