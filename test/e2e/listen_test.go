@@ -189,3 +189,39 @@ func mustAddrPort(t *testing.T, s string) netip.AddrPort {
 	must(t, err)
 	return ap
 }
+
+// TestListenerSocketActivation: with systemd's sockets ($LISTEN_FDS, as
+// systemd-socket-activate passes them) the listener takes them instead of
+// [listen] addresses.
+func TestListenerSocketActivation(t *testing.T) {
+	activate, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Skip("no systemd-socket-activate here (package systemd)")
+	}
+	s := newSetup(t, smarthost.Options{}, "", "")
+	addr := fmt.Sprintf("127.0.0.1:%d", deadPort(t))
+	// [listen] names a port nothing must open: the socket comes from systemd.
+	b, err := os.ReadFile(s.conf)
+	must(t, err)
+	must(t, os.WriteFile(s.conf, append(b, fmt.Sprintf("\n[listen]\naddresses = [\"127.0.0.1:%d\"]\n", deadPort(t))...), 0o600))
+	cmd := exec.Command(activate, "-l", addr, binary, "-C", s.conf, "-bd", "-q1h")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	var c *smtp.Client
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err = smtp.Dial(addr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing on %s: %v\n%s", addr, err, out.String())
+		}
+	}
+	must(t, c.SendMail("app@example.com", []string{"a@example.net"}, strings.NewReader("Subject: activated\r\n\r\nbody\r\n")))
+	must(t, c.Quit())
+	wantEnvelope(t, s.delivered(1)[0], "app@example.com", "a@example.net")
+}
