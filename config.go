@@ -266,6 +266,10 @@ type ListenConfig struct {
 	TLSKeyFile  string `toml:"tls_key_file"`
 	// MaxConnections is how many sessions at once; default 20.
 	MaxConnections int `toml:"max_connections"`
+	// UsersFile lets clients from other machines in after AUTH PLAIN over
+	// STARTTLS: lines "user:bcrypt-hash" (htpasswd -B). Without it they
+	// are refused.
+	UsersFile string `toml:"users_file"`
 }
 
 // QueueConfig is the [queue] table.
@@ -1137,6 +1141,12 @@ func (cl *configLoader) validateListen(l *ListenConfig) {
 		if f.path != "" && !filepath.IsAbs(f.path) {
 			cl.errorf([]string{"listen", f.key}, "[listen] %s %q must be an absolute path", f.key, f.path)
 		}
+	}
+	if l.UsersFile != "" && !filepath.IsAbs(l.UsersFile) {
+		cl.errorf([]string{"listen", "users_file"}, "[listen] users_file %q must be an absolute path", l.UsersFile)
+	}
+	if l.UsersFile != "" && l.TLSCertFile == "" {
+		cl.errorf([]string{"listen", "users_file"}, "[listen] users_file needs tls_cert_file and tls_key_file: passwords go only over STARTTLS")
 	}
 	if l.MaxConnections == 0 {
 		l.MaxConnections = 20

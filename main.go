@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
 
 	"relaymail/internal/address"
 	"relaymail/internal/aliases"
@@ -272,8 +274,25 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 		}
 	}()
 
+	users, err := loadListenUsers(cfg)
+	if err != nil {
+		return err
+	}
 	how := "SMTP (-bd)"
 	opts := p.smtpOptions(cfg, inv, sp, log, how)
+	remote := opts
+	remote.LoginRequired = true
+	remote.Login = func(user, password string) error {
+		hash, ok := users[user]
+		if !ok {
+			hash = users[""] // the same work for a user that does not exist
+		}
+		if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !ok {
+			log.Log(maillog.Entry{UID: -1, Status: "refused", Reply: fmt.Sprintf("AUTH for %q failed", user)})
+			return errors.New("authentication failed")
+		}
+		return nil
+	}
 	sem := make(chan struct{}, cfg.Listen.MaxConnections)
 	var sessions sync.WaitGroup
 	var accepting sync.WaitGroup
@@ -287,7 +306,8 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 					return
 				}
 				peer := nc.RemoteAddr().String()
-				if !loopbackPeer(nc.RemoteAddr()) {
+				local := loopbackPeer(nc.RemoteAddr())
+				if !local && users == nil {
 					fmt.Fprintf(nc, "554 5.7.1 %s takes mail from this machine only\r\n", cfg.Hostname)
 					nc.Close()
 					log.Log(maillog.Entry{UID: -1, Status: "refused", Reply: "connection from " + peer + ": not this machine"})
@@ -305,7 +325,11 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 				go func() {
 					defer sessions.Done()
 					defer func() { <-sem }()
-					ids, err := smtpd.ServeConn(nc, opts, tlsConfig)
+					o := opts
+					if !local {
+						o = remote // AUTH first
+					}
+					ids, err := smtpd.ServeConn(nc, o, tlsConfig)
 					reply := fmt.Sprintf("session from %s: %d message(s) queued", peer, len(ids))
 					if err != nil {
 						reply += "; " + oneLine(err.Error())
@@ -329,6 +353,36 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 	sessions.Wait()
 	<-queueDone
 	return nil
+}
+
+// loadListenUsers reads [listen] users_file: "user:bcrypt-hash" lines,
+// "#" comments. It returns nil without the file, and always holds a dummy
+// hash under "" for unknown users.
+func loadListenUsers(cfg *Config) (map[string][]byte, error) {
+	if cfg.Listen.UsersFile == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(cfg.Listen.UsersFile)
+	if err != nil {
+		return nil, sysexits.Errorf(sysexits.Config, "%s: [listen] users_file: %v", cfg.Path, err)
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte(rand.Text()), bcrypt.DefaultCost)
+	if err != nil {
+		return nil, err
+	}
+	users := map[string][]byte{"": dummy}
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		if _, err := bcrypt.Cost([]byte(hash)); !ok || user == "" || err != nil {
+			return nil, sysexits.Errorf(sysexits.Config, "%s:%d: not user:bcrypt-hash (make one with htpasswd -nB user)", cfg.Listen.UsersFile, n+1)
+		}
+		users[user] = []byte(hash)
+	}
+	return users, nil
 }
 
 // listen opens the listeners of addrs, or takes them from systemd (socket

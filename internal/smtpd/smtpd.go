@@ -100,6 +100,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"relaymail/internal/sysexits"
@@ -137,6 +138,11 @@ type Options struct {
 	// Accepted is the text of the 250 reply to a committed message, %s
 	// standing for its id; "" = "Ok: queued as %s".
 	Accepted string
+	// Login, when set, offers AUTH PLAIN, after STARTTLS only, and checks
+	// a user's password. With LoginRequired, MAIL needs a login first
+	// (530 5.7.0): the listener asks it of clients from other machines.
+	Login         func(user, password string) error
+	LoginRequired bool
 }
 
 // Envelope is what one transaction says about its message.
@@ -207,7 +213,7 @@ func serve(c *conn, opts Options, tlsConfig *tls.Config) ([]string, error) {
 	// Without TLS go-smtp answers AUTH with "523 TLS is required", which
 	// would promise AUTH over TLS. Allowed, it offers no mechanism (the
 	// session has none) and answers AUTH with 504 5.7.4.
-	srv.AllowInsecureAuth = true
+	srv.AllowInsecureAuth = opts.Login == nil // a password only over TLS
 
 	err := srv.Serve(newListener(c))
 	// Serve returns once the conn is closed; wait for go-smtp's goroutine
@@ -313,7 +319,8 @@ type session struct {
 	s *server
 
 	mu     sync.Mutex
-	mailed bool // MAIL was accepted
+	user   string // who logged in with AUTH, or ""
+	mailed bool   // MAIL was accepted
 	env    Envelope
 	seen   map[string]bool
 	bdat   *io.PipeReader // the data of the last BDAT transaction
@@ -340,10 +347,47 @@ func (se *session) Logout() error {
 	return nil
 }
 
+// AuthMechanisms offers PLAIN when Options.Login is set (go-smtp offers
+// it only once TLS is on).
+func (se *session) AuthMechanisms() []string {
+	if se.s.opts.Login == nil {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+// Auth checks AUTH PLAIN with Options.Login.
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	if se.s.opts.Login == nil || mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(identity, user, password string) error {
+		if identity != "" && identity != user {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "authorization identity must be the user"}
+		}
+		se.s.cb.Lock()
+		err := se.s.opts.Login(user, password)
+		se.s.cb.Unlock()
+		if err != nil {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "authentication failed"}
+		}
+		se.mu.Lock()
+		se.user = user
+		se.mu.Unlock()
+		return nil
+	}), nil
+}
+
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	se.waitBDAT()
 	if se.s.conn.isClosed() {
 		return errSessionOver // see Data
+	}
+	se.mu.Lock()
+	user := se.user
+	se.mu.Unlock()
+	if se.s.opts.LoginRequired && user == "" {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required (AUTH after STARTTLS)"}
 	}
 	from = se.s.conn.filter.unbare(from)
 	if err := checkAddr(from, opts.UTF8, "sender", smtp.EnhancedCode{5, 1, 7}); err != nil {

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
 
 	"relaymail/internal/smarthost"
 )
@@ -157,20 +159,24 @@ func TestListenerSTARTTLS(t *testing.T) {
 	wantEnvelope(t, s.delivered(1)[0], "app@example.com", "a@example.net")
 }
 
-// TestListenerRefusesOthers: a client from an address of this machine
-// that is not loopback is refused before any command.
-func TestListenerRefusesOthers(t *testing.T) {
-	var ip net.IP
+// nonLoopback returns an IPv4 address of this machine that is not
+// loopback, to connect from as another machine would; it skips without.
+func nonLoopback(t *testing.T) net.IP {
+	t.Helper()
 	addrs, _ := net.InterfaceAddrs()
 	for _, a := range addrs {
 		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
-			ip = n.IP
-			break
+			return n.IP
 		}
 	}
-	if ip == nil {
-		t.Skip("this machine has no IPv4 address but loopback to connect from")
-	}
+	t.Skip("this machine has no IPv4 address but loopback to connect from")
+	return nil
+}
+
+// TestListenerRefusesOthers: a client from an address of this machine
+// that is not loopback is refused before any command.
+func TestListenerRefusesOthers(t *testing.T) {
+	ip := nonLoopback(t)
 	s := newSetup(t, smarthost.Options{}, "", "")
 	l := s.startListener(ip.String(), "")
 	c, err := net.DialTCP("tcp", &net.TCPAddr{IP: ip}, net.TCPAddrFromAddrPort(mustAddrPort(t, l.addr)))
@@ -222,6 +228,58 @@ func TestListenerSocketActivation(t *testing.T) {
 		}
 	}
 	must(t, c.SendMail("app@example.com", []string{"a@example.net"}, strings.NewReader("Subject: activated\r\n\r\nbody\r\n")))
+	must(t, c.Quit())
+	wantEnvelope(t, s.delivered(1)[0], "app@example.com", "a@example.net")
+}
+
+// TestListenerAuth: with users_file, a client from another machine must
+// log in (AUTH PLAIN, offered only after STARTTLS) before MAIL; a wrong
+// password gets 535; the right one sends.
+func TestListenerAuth(t *testing.T) {
+	ip := nonLoopback(t)
+	s := newSetup(t, smarthost.Options{}, "", "")
+	caPEM, cert, key, err := smarthost.ServerCertificate("localhost", ip.String())
+	must(t, err)
+	certFile, keyFile, users := filepath.Join(s.dir, "listen.pem"), filepath.Join(s.dir, "listen.key"), filepath.Join(s.dir, "users")
+	must(t, os.WriteFile(certFile, cert, 0o600))
+	must(t, os.WriteFile(keyFile, key, 0o600))
+	hash, err := bcrypt.GenerateFromPassword([]byte("app-secret"), bcrypt.MinCost)
+	must(t, err)
+	must(t, os.WriteFile(users, []byte("# listener users\napp:"+string(hash)+"\n"), 0o600))
+	l := s.startListener(ip.String(), fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q\nusers_file = %q\n", certFile, keyFile, users))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	dial := func(starttls bool) *smtp.Client {
+		nc, err := net.DialTCP("tcp", &net.TCPAddr{IP: ip}, net.TCPAddrFromAddrPort(mustAddrPort(t, l.addr)))
+		must(t, err)
+		if starttls {
+			c, err := smtp.NewClientStartTLS(nc, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+			must(t, err)
+			return c
+		}
+		c := smtp.NewClient(nc)
+		must(t, c.Hello("client.example"))
+		return c
+	}
+
+	c := dial(false)
+	if ok, _ := c.Extension("AUTH"); ok {
+		t.Errorf("AUTH offered before STARTTLS")
+	}
+	if err := c.Mail("app@example.com", nil); err == nil || !strings.Contains(err.Error(), "530") {
+		t.Errorf("MAIL without a login: %v, want 530", err)
+	}
+	c.Close()
+
+	c = dial(true)
+	if err := c.Auth(sasl.NewPlainClient("", "app", "wrong")); err == nil || !strings.Contains(err.Error(), "535") {
+		t.Errorf("a wrong password: %v, want 535", err)
+	}
+	c.Close()
+
+	c = dial(true)
+	must(t, c.Auth(sasl.NewPlainClient("", "app", "app-secret")))
+	must(t, c.SendMail("app@example.com", []string{"a@example.net"}, strings.NewReader("Subject: remote\r\n\r\nbody\r\n")))
 	must(t, c.Quit())
 	wantEnvelope(t, s.delivered(1)[0], "app@example.com", "a@example.net")
 }
