@@ -409,7 +409,7 @@ def msg(subject, to):
     m["From"], m["To"], m["Subject"] = "app@example.com", to, subject
     m.set_content("Grüße from smtplib\n")
     return m
-with smtplib.SMTP("127.0.0.1", port) as s:
+with smtplib.SMTP("localhost", port) as s:
     s.send_message(msg("pkg smtplib one", "py1@example.org"))
     s.send_message(msg("pkg smtplib two", "py2@example.org"))
 with smtplib.SMTP("localhost", port) as s:
@@ -434,8 +434,16 @@ func checkListener(t *testing.T, r *root, mx *postfix) {
 	r.writeFile("/etc/relaymail-listen-ca.pem", ca, 0o644)
 	r.writeFile("/etc/relaymail-listen.pem", cert, 0o640)
 	r.writeFile("/etc/relaymail-listen.key", key, 0o640)
-	port := freePort(t)
-	r.must(fmt.Sprintf("\n[listen]\naddresses = [\"127.0.0.1:%d\"]\ntls_cert_file = \"/etc/relaymail-listen.pem\"\ntls_key_file = \"/etc/relaymail-listen.key\"\n", port), "cat >>/etc/sendmail.conf")
+	// Port 25 with the default addresses, as the Python script
+	// (smtplib.SMTP("localhost", 25)), unless this machine's MTA has it.
+	port, addresses := 25, ""
+	if c, err := dialTCP(25); err == nil {
+		c.Close()
+		port = freePort(t)
+		addresses = fmt.Sprintf("addresses = [\"127.0.0.1:%d\"]\n", port)
+		t.Logf("port 25 is taken here: the listener uses %d", port)
+	}
+	r.must(fmt.Sprintf("\n[listen]\n%stls_cert_file = \"/etc/relaymail-listen.pem\"\ntls_key_file = \"/etc/relaymail-listen.key\"\n", addresses), "cat >>/etc/sendmail.conf")
 	l := r.start("exec sendmail -bd -q1m")
 	waitPort(t, port, func() string { return "" })
 	r.writeFile("/tmp/send_smtp.py", []byte(smtplibScript), 0o644)
