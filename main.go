@@ -87,6 +87,9 @@ type process struct {
 	priv   privilege.Privileges
 	now    func() time.Time
 	user   *user.User
+	// listening is set in sendmail -bd: the senders are the clients', not
+	// root's, and [rewrite] holds for them as for any user.
+	listening bool
 	// aliases are those of cfg, loaded once (aliasTable).
 	aliases struct {
 		cfg   *Config
@@ -231,6 +234,11 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	users, err := loadListenUsers(cfg)
+	if err != nil {
+		return err
+	}
+	p.listening = true
 	log := p.logger(inv)
 	defer log.Close()
 	log.EchoWithoutSyslog()
@@ -274,10 +282,6 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 		}
 	}()
 
-	users, err := loadListenUsers(cfg)
-	if err != nil {
-		return err
-	}
 	how := "SMTP (-bd)"
 	opts := p.smtpOptions(cfg, inv, sp, log, how)
 	remote := opts
@@ -294,6 +298,7 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 		return nil
 	}
 	sem := make(chan struct{}, cfg.Listen.MaxConnections)
+	var active connSet
 	var sessions sync.WaitGroup
 	var accepting sync.WaitGroup
 	for _, l := range listeners {
@@ -302,8 +307,14 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 			defer accepting.Done()
 			for {
 				nc, err := l.Accept()
-				if err != nil {
+				if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 					return
+				}
+				if err != nil {
+					// Out of descriptors, say: said, and tried again.
+					log.Log(maillog.Entry{UID: -1, Status: "error", Reply: "accept: " + err.Error()})
+					time.Sleep(time.Second)
+					continue
 				}
 				peer := nc.RemoteAddr().String()
 				local := loopbackPeer(nc.RemoteAddr())
@@ -322,14 +333,21 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 					continue
 				}
 				sessions.Add(1)
+				dc := &deadlineConn{Conn: nc}
+				active.add(dc)
 				go func() {
 					defer sessions.Done()
 					defer func() { <-sem }()
+					defer active.remove(dc)
+					// A client that stops reading or drags a session on
+					// cannot hold its slot, nor the shutdown, for ever.
+					limit := time.AfterFunc(maxSession, func() { dc.Close() })
+					defer limit.Stop()
 					o := opts
 					if !local {
 						o = remote // AUTH first
 					}
-					ids, err := smtpd.ServeConn(nc, o, tlsConfig)
+					ids, err := smtpd.ServeConn(dc, o, tlsConfig)
 					reply := fmt.Sprintf("session from %s: %d message(s) queued", peer, len(ids))
 					if err != nil {
 						reply += "; " + oneLine(err.Error())
@@ -346,13 +364,64 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 		}()
 	}
 	<-ctx.Done()
+	stop() // a second signal kills, as it would without us
 	for _, l := range listeners {
 		l.Close()
 	}
 	accepting.Wait()
+	// Sessions get a moment to finish the message they are on; then their
+	// connections close (a message not committed was never accepted).
+	active.deadline(time.Now().Add(shutdownGrace))
 	sessions.Wait()
 	<-queueDone
 	return nil
+}
+
+// The listener's bounds: a session's whole length, each write to a client
+// (one that stops reading must not hold a session), and the time sessions
+// get to finish after SIGTERM.
+const (
+	maxSession    = 30 * time.Minute
+	writeTimeout  = time.Minute
+	shutdownGrace = 10 * time.Second
+)
+
+// deadlineConn puts writeTimeout on every write.
+type deadlineConn struct{ net.Conn }
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return c.Conn.Write(b)
+}
+
+// connSet is the listener's open connections.
+type connSet struct {
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func (s *connSet) add(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		s.conns = map[net.Conn]bool{}
+	}
+	s.conns[c] = true
+}
+
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+}
+
+// deadline ends every open connection's reads and writes at t.
+func (s *connSet) deadline(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.SetDeadline(t)
+	}
 }
 
 // loadListenUsers reads [listen] users_file: "user:bcrypt-hash" lines,
@@ -366,22 +435,27 @@ func loadListenUsers(cfg *Config) (map[string][]byte, error) {
 	if err != nil {
 		return nil, sysexits.Errorf(sysexits.Config, "%s: [listen] users_file: %v", cfg.Path, err)
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte(rand.Text()), bcrypt.DefaultCost)
-	if err != nil {
-		return nil, err
-	}
-	users := map[string][]byte{"": dummy}
+	users := map[string][]byte{}
+	cost := bcrypt.MinCost
 	for n, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		user, hash, ok := strings.Cut(line, ":")
-		if _, err := bcrypt.Cost([]byte(hash)); !ok || user == "" || err != nil {
+		c, err := bcrypt.Cost([]byte(hash))
+		if !ok || user == "" || err != nil {
 			return nil, sysexits.Errorf(sysexits.Config, "%s:%d: not user:bcrypt-hash (make one with htpasswd -nB user)", cfg.Listen.UsersFile, n+1)
 		}
-		users[user] = []byte(hash)
+		users[user], cost = []byte(hash), max(cost, c)
 	}
+	// An unknown user costs the same work as a known one: no telling which
+	// exist by the time of the refusal.
+	dummy, err := bcrypt.GenerateFromPassword([]byte(rand.Text()), cost)
+	if err != nil {
+		return nil, err
+	}
+	users[""] = dummy
 	return users, nil
 }
 
@@ -390,8 +464,12 @@ func loadListenUsers(cfg *Config) (map[string][]byte, error) {
 // had is an error, except [::1] on a machine without IPv6.
 func listen(addrs []string) ([]net.Listener, error) {
 	if n, err := strconv.Atoi(os.Getenv("LISTEN_FDS")); err == nil && n > 0 && os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) {
+		os.Unsetenv("LISTEN_FDS")
+		os.Unsetenv("LISTEN_PID")
+		os.Unsetenv("LISTEN_FDNAMES")
 		var ls []net.Listener
 		for fd := 3; fd < 3+n; fd++ {
+			syscall.CloseOnExec(fd) // not for password_command's children
 			l, err := net.FileListener(os.NewFile(uintptr(fd), "systemd socket"))
 			if err != nil {
 				return nil, sysexits.Errorf(sysexits.OSErr, "socket from systemd: %v", err)
@@ -447,14 +525,17 @@ func (p *process) sendMail(cfg *Config, inv Invocation) error {
 		return sysexits.Errorf(sysexits.NoInput, "%v", err)
 	}
 	body := bufio.NewReader(p.stdin)
-	if m.SkipEmpty && len(files) == 0 && mailx.Empty(body) {
-		for _, f := range files {
-			f.File.Close()
+	if m.SkipEmpty && len(files) == 0 {
+		empty, err := mailx.Empty(body)
+		if err != nil {
+			return sysexits.Errorf(sysexits.IOErr, "read the text: %v", err)
 		}
-		if inv.Verbose > 0 {
-			fmt.Fprintf(p.stderr, "%s: empty body and nothing attached: nothing sent (-E)\n", p.name)
+		if empty {
+			if inv.Verbose > 0 {
+				fmt.Fprintf(p.stderr, "%s: empty body and nothing attached: nothing sent (-E)\n", p.name)
+			}
+			return nil
 		}
-		return nil
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(mailx.Write(pw, m, headers, body, files)) }()
@@ -643,7 +724,7 @@ func (p *process) sender(cfg *Config, inv Invocation) (string, error) {
 			// -f '<>', for a bounce or an auto-reply: root's stays, but a
 			// user's null sender passes [rewrite] only when allow_from
 			// lists "<>", else it would slip by sender and allow_from.
-			if p.priv.UID == 0 || cfg.Rewrite.Sender == "" && (cfg.Rewrite.AllowFrom == nil || slices.Contains(cfg.Rewrite.AllowFrom, "<>")) {
+			if p.trusted() || cfg.Rewrite.Sender == "" && (cfg.Rewrite.AllowFrom == nil || slices.Contains(cfg.Rewrite.AllowFrom, "<>")) {
 				return "", nil
 			}
 			if cfg.Rewrite.Sender != "" {
@@ -673,6 +754,11 @@ func (p *process) sender(cfg *Config, inv Invocation) (string, error) {
 // notAllowed is the sender of a user whose -f (s) [rewrite] allow_from
 // does not let through: the usual one, as the log says.
 func (p *process) notAllowed(cfg *Config, inv Invocation, s string) (string, error) {
+	if p.listening {
+		// A listener's client has no usual sender to fall back on.
+		return "", &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: fmt.Sprintf("sender <%s> is not allowed here ([rewrite] allow_from)", s)}
+	}
 	usual, err := p.usualSender(cfg)
 	if err != nil {
 		return "", err
@@ -718,7 +804,7 @@ func (p *process) forcedSender(cfg *Config, s string) string {
 // senderAllowed reports whether this user may give s with -f: root always,
 // others when [rewrite] allow_from is unset or matches.
 func (p *process) senderAllowed(cfg *Config, s string) bool {
-	if cfg.Rewrite.AllowFrom == nil || p.priv.UID == 0 {
+	if cfg.Rewrite.AllowFrom == nil || p.trusted() {
 		return true
 	}
 	for _, pat := range cfg.Rewrite.AllowFrom {
@@ -728,6 +814,10 @@ func (p *process) senderAllowed(cfg *Config, s string) bool {
 	}
 	return false
 }
+
+// trusted reports a sender [rewrite] allow_from does not hold: root on
+// the command line, never the clients of the listener.
+func (p *process) trusted() bool { return p.priv.UID == 0 && !p.listening }
 
 // qualifyDomain is intake's QualifyDomain: the domain with [rewrite]
 // qualify_headers, else "".

@@ -15,11 +15,21 @@ fi
 # alternative in Debian's "mailx" group, so that bsd-mailx, s-nail or
 # mailutils win when installed; where there are no alternatives (Alpine),
 # a link only when nothing has the name.
+# free reports whether the name is free for an alternative: absent, or a
+# link into /etc/alternatives (never another package's file or link, as
+# Fedora's s-nail ships /usr/bin/mail).
+free() {
+	[ ! -e "$1" ] && [ ! -L "$1" ] || case "$(readlink "$1" 2>/dev/null)" in /etc/alternatives/*) true ;; *) false ;; esac
+}
 if command -v update-alternatives >/dev/null 2>&1; then
-	update-alternatives --install /usr/bin/mailx mailx /usr/lib/relaymail/mail 5 \
-		--slave /usr/bin/mail mail /usr/lib/relaymail/mail >/dev/null 2>&1 || true
+	if free /usr/bin/mailx && free /usr/bin/mail; then
+		update-alternatives --install /usr/bin/mailx mailx /usr/lib/relaymail/mail 5 \
+			--slave /usr/bin/mail mail /usr/lib/relaymail/mail >/dev/null 2>&1 || true
+	fi
 else
 	for f in /usr/bin/mail /usr/bin/mailx; do
-		[ -e "$f" ] || [ -L "$f" ] || ln -s /usr/lib/relaymail/mail "$f"
+		if [ ! -e "$f" ] && [ ! -L "$f" ]; then
+			ln -s /usr/lib/relaymail/mail "$f" || true
+		fi
 	done
 fi

@@ -253,10 +253,14 @@ func headerField(s string) bool {
 // quoted-printable.
 const sniff = 64 << 10
 
-// Empty reports whether body has nothing to read, without consuming it.
-func Empty(body *bufio.Reader) bool {
+// Empty reports whether body has nothing to read, without consuming it;
+// a read error is returned, not taken for an empty body.
+func Empty(body *bufio.Reader) (bool, error) {
 	_, err := body.Peek(1)
-	return err != nil
+	if err == io.EOF {
+		return true, nil
+	}
+	return false, err
 }
 
 // Write writes the message of o with body and files to w. It closes the
@@ -280,9 +284,32 @@ func Write(w io.Writer, o Options, headers []string, body io.Reader, files []Att
 	if o.SubjectSet {
 		h.SetSubject(o.Subject)
 	}
+	// Header fields from -a. A Content-Type is the text's (bsd-mailx users
+	// send HTML so); MIME-Version and the encoding are this writer's; a
+	// field that may appear once replaces what an option set, except the
+	// subject of -s.
+	textType := "text/plain; charset=utf-8"
 	for _, f := range headers {
 		name, value, _ := strings.Cut(f, ":")
-		h.Add(name, strings.TrimSpace(value))
+		value = strings.TrimSpace(value)
+		switch key := strings.ToLower(strings.TrimSpace(name)); key {
+		case "content-type":
+			if t, params, err := mime.ParseMediaType(value); err == nil && strings.HasPrefix(t, "text/") {
+				if params["charset"] == "" {
+					params["charset"] = "utf-8"
+				}
+				textType = mime.FormatMediaType(t, params)
+			}
+		case "mime-version", "content-transfer-encoding":
+		case "subject":
+			if !o.SubjectSet {
+				h.SetSubject(value)
+			}
+		case "from", "sender", "reply-to", "to", "cc", "date", "message-id", "in-reply-to", "references":
+			h.Set(name, value)
+		default:
+			h.Add(name, value)
+		}
 	}
 
 	br := bufio.NewReaderSize(body, sniff)
@@ -292,7 +319,7 @@ func Write(w io.Writer, o Options, headers []string, body io.Reader, files []Att
 		cte = "7bit"
 	}
 	text := func(th *mail.InlineHeader) {
-		th.Set("Content-Type", "text/plain; charset=utf-8")
+		th.Set("Content-Type", textType)
 		th.Set("Content-Transfer-Encoding", cte)
 	}
 

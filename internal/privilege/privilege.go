@@ -27,6 +27,7 @@
 package privilege
 
 import (
+	"fmt"
 	"slices"
 	"syscall"
 )
@@ -84,13 +85,24 @@ func (p Privileges) AsCaller(f func() error) error {
 		if err := syscall.Setresgid(-1, p.GID, -1); err != nil {
 			return err
 		}
-		defer syscall.Setresgid(-1, p.EGID, -1)
 	}
 	if p.EUID != p.UID {
 		if err := syscall.Setresuid(-1, p.UID, -1); err != nil {
+			syscall.Setresgid(-1, p.EGID, -1)
 			return err
 		}
-		defer syscall.Setresuid(-1, p.EUID, -1)
 	}
-	return f()
+	err := f()
+	// Raised again, or the caller hears why it cannot go on.
+	if p.EUID != p.UID {
+		if rerr := syscall.Setresuid(-1, p.EUID, -1); rerr != nil {
+			return fmt.Errorf("raise the user id again: %w", rerr)
+		}
+	}
+	if p.EGID != p.GID {
+		if rerr := syscall.Setresgid(-1, p.EGID, -1); rerr != nil {
+			return fmt.Errorf("raise the group id again: %w", rerr)
+		}
+	}
+	return err
 }

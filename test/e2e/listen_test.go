@@ -130,7 +130,14 @@ func TestListener(t *testing.T) {
 	if files := s.spoolFiles(); len(files) != 0 {
 		t.Errorf("a message cut in DATA left %q in the spool", files)
 	}
+	// An idle client does not hold the shutdown past its grace.
+	idle, err := net.Dial("tcp", l.addr)
+	must(t, err)
+	defer idle.Close()
+	bufio.NewReader(idle).ReadString('\n')
+	start := time.Now()
 	l.stop(t)
+	t.Logf("SIGTERM with an idle client: stopped in %v", time.Since(start).Round(time.Millisecond))
 	if n := len(s.srv.Messages()); n != 2 {
 		t.Errorf("%d messages arrived, want 2", n)
 	}
@@ -282,4 +289,32 @@ func TestListenerAuth(t *testing.T) {
 	must(t, c.SendMail("app@example.com", []string{"a@example.net"}, strings.NewReader("Subject: remote\r\n\r\nbody\r\n")))
 	must(t, c.Quit())
 	wantEnvelope(t, s.delivered(1)[0], "app@example.com", "a@example.net")
+}
+
+// TestListenerAllowFrom: the listener runs as root, but its clients are
+// not root: [rewrite] allow_from holds for the senders they give.
+func TestListenerAllowFrom(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	l := s.startListener("127.0.0.1", "\n[rewrite]\nallow_from = [\"*@example.com\"]\n")
+	c, err := smtp.Dial(l.addr)
+	must(t, err)
+	defer c.Close()
+	must(t, c.Hello("client.example"))
+	if err := c.Mail("ceo@evil.test", nil); err == nil || !strings.Contains(err.Error(), "5") {
+		t.Errorf("MAIL FROM:<ceo@evil.test>: %v, want a refusal", err)
+	}
+	must(t, c.Reset())
+	must(t, c.SendMail("app@example.com", []string{"a@example.net"}, strings.NewReader("Subject: allowed\r\n\r\nbody\r\n")))
+	wantEnvelope(t, s.delivered(1)[0], "app@example.com", "a@example.net")
+}
+
+// TestMailContentType: bsd-mailx's -a "Content-Type: text/html" makes the
+// text HTML.
+func TestMailContentType(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	wantCode(t, s.runMail("<p>report</p>\n", "-a", "Content-Type: text/html", "-s", "html", "b@example.net"), 0, "")
+	p := parseMessage(t, s.one().Data)
+	if ct, _, _ := p.header.ContentType(); ct != "text/html" || len(p.texts) != 1 || p.texts[0] != "<p>report</p>\n" {
+		t.Errorf("Content-Type %q, texts %q", ct, p.texts)
+	}
 }
