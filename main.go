@@ -347,6 +347,7 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 					if !local {
 						o = remote // AUTH first
 					}
+					o.MaxErrors, o.Abort = maxErrors, func() { dc.Close() }
 					ids, err := smtpd.ServeConn(dc, o, tlsConfig)
 					reply := fmt.Sprintf("session from %s: %d message(s) queued", peer, len(ids))
 					if err != nil {
@@ -381,6 +382,7 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 // (one that stops reading must not hold a session), and the time sessions
 // get to finish after SIGTERM.
 const (
+	maxErrors     = 20 // refused commands before a client is dropped (Postfix's smtpd_hard_error_limit)
 	maxSession    = 30 * time.Minute
 	writeTimeout  = time.Minute
 	shutdownGrace = 10 * time.Second

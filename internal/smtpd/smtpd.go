@@ -143,6 +143,11 @@ type Options struct {
 	// (530 5.7.0): the listener asks it of clients from other machines.
 	Login         func(user, password string) error
 	LoginRequired bool
+	// MaxErrors ends the session after that many refused commands (MAIL,
+	// RCPT, AUTH, data), with 421 and Abort: a client that probes or
+	// floods goes. 0: no limit.
+	MaxErrors int
+	Abort     func()
 }
 
 // Envelope is what one transaction says about its message.
@@ -319,6 +324,7 @@ type session struct {
 	s *server
 
 	mu     sync.Mutex
+	errors int    // refused commands, for MaxErrors
 	user   string // who logged in with AUTH, or ""
 	mailed bool   // MAIL was accepted
 	env    Envelope
@@ -347,6 +353,29 @@ func (se *session) Logout() error {
 	return nil
 }
 
+// counted counts a refusal against Options.MaxErrors; past it, the reply
+// is 421 and the session is aborted.
+func (se *session) counted(err error) error {
+	if err == nil || se.s.opts.MaxErrors <= 0 {
+		return err
+	}
+	var se2 *smtp.SMTPError
+	if errors.As(err, &se2) && se2.Code < 400 {
+		return err // the 250 of Data
+	}
+	se.mu.Lock()
+	se.errors++
+	over := se.errors >= se.s.opts.MaxErrors
+	se.mu.Unlock()
+	if !over {
+		return err
+	}
+	if se.s.opts.Abort != nil {
+		time.AfterFunc(100*time.Millisecond, se.s.opts.Abort) // after the reply
+	}
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: fmt.Sprintf("too many errors (%d): closing", se.s.opts.MaxErrors)}
+}
+
 // AuthMechanisms offers PLAIN when Options.Login is set (go-smtp offers
 // it only once TLS is on).
 func (se *session) AuthMechanisms() []string {
@@ -369,7 +398,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 		err := se.s.opts.Login(user, password)
 		se.s.cb.Unlock()
 		if err != nil {
-			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "authentication failed"}
+			return se.counted(&smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "authentication failed"})
 		}
 		se.mu.Lock()
 		se.user = user
@@ -379,6 +408,14 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	return se.counted(se.mail(from, opts))
+}
+
+func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	return se.counted(se.rcpt(to, opts))
+}
+
+func (se *session) mail(from string, opts *smtp.MailOptions) error {
 	se.waitBDAT()
 	if se.s.conn.isClosed() {
 		return errSessionOver // see Data
@@ -413,7 +450,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+func (se *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	to = se.s.conn.filter.unbare(to)
 	se.mu.Lock()
 	utf8 := se.env.SMTPUTF8

@@ -318,3 +318,29 @@ func TestMailContentType(t *testing.T) {
 		t.Errorf("Content-Type %q, texts %q", ct, p.texts)
 	}
 }
+
+// TestListenerErrorLimit: a client whose commands keep being refused is
+// told 421 and dropped after 20.
+func TestListenerErrorLimit(t *testing.T) {
+	s := newSetup(t, smarthost.Options{}, "", "")
+	l := s.startListener("127.0.0.1", "\n[rewrite]\nallow_from = [\"*@example.com\"]\n")
+	c, err := smtp.Dial(l.addr)
+	must(t, err)
+	defer c.Close()
+	must(t, c.Hello("client.example"))
+	var last error
+	for i := 0; i < 30; i++ {
+		if last = c.Mail("probe@evil.test", nil); last != nil && strings.Contains(last.Error(), "421") {
+			t.Logf("refused %d times, then: %v", i, last)
+			break
+		}
+		c.Reset()
+	}
+	if last == nil || !strings.Contains(last.Error(), "421") {
+		t.Fatalf("after 30 refusals: %v, want 421 and the end of the session", last)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := c.Noop(); err == nil {
+		t.Errorf("the session goes on after 421")
+	}
+}
