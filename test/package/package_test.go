@@ -166,19 +166,7 @@ func TestPackage(t *testing.T) {
 
 	// Configure as the README says: edit /etc/sendmail.conf, then --check.
 	host.writeFile("/etc/relaymail-test-ca.pem", mx.caPEM, 0o644)
-	conf := fmt.Sprintf(`# written by the package test
-hostname = "app.example.test"
-aliases_file = "/etc/aliases"
-
-[smarthost]
-host = "127.0.0.1"
-port = %d
-tls = "starttls"
-tls_server_name = "localhost"
-ca_file = "/etc/relaymail-test-ca.pem"
-username = %q
-password = %q
-`, mx.port, mxUser, mxPassword)
+	conf := relayConf(`aliases_file = "/etc/aliases"`, mx.port, `tls = "starttls"`)
 	host.must("root: cronops@example.org\npostmaster: root\n", "cat >/etc/aliases")
 	host.must(conf, "cat >/etc/sendmail.conf")
 	if got := host.must("", "stat -c '%a %U:%G' /etc/sendmail.conf"); got != "640 root:relaymail\n" {
@@ -339,20 +327,8 @@ git -c user.name=Dev -c user.email=dev@example.com send-email --quiet --confirm=
 func checkRateLimit(t *testing.T, host *root, mx *postfix) {
 	conf := func(name, extra string) string {
 		path := "/etc/relaymail-" + name + ".conf"
-		host.must(fmt.Sprintf(`hostname = "app.example.test"
-
-[smarthost]
-host = "127.0.0.1"
-port = %d
-tls_server_name = "localhost"
-ca_file = "/etc/relaymail-test-ca.pem"
-username = %q
-password = %q
-throttle_pause = "3s"
-%s
-[queue]
-dir = "/var/spool/relaymail-%s"
-`, mx.throttlePort, mxUser, mxPassword, extra, name), `cat >"$1" && chgrp relaymail "$1" && chmod 640 "$1" && install -d -m 2770 -g relaymail "$2"`,
+		host.must(relayConf("", mx.throttlePort, "throttle_pause = \"3s\"\n"+extra+"\n[queue]\ndir = \"/var/spool/relaymail-"+name+"\""),
+			`cat >"$1" && chgrp relaymail "$1" && chmod 640 "$1" && install -d -m 2770 -g relaymail "$2"`,
 			path, "/var/spool/relaymail-"+name)
 		return path
 	}
@@ -475,6 +451,25 @@ func checkListener(t *testing.T, r *root, mx *postfix) {
 	}
 }
 
+// relayConf is a relaymail config for the Postfix smarthost on port,
+// with top-level lines top and lines after the login (more [smarthost]
+// keys, then other tables).
+func relayConf(top string, port int, after string) string {
+	return fmt.Sprintf(`# written by the package test
+hostname = "app.example.test"
+%s
+
+[smarthost]
+host = "127.0.0.1"
+port = %d
+tls_server_name = "localhost"
+ca_file = "/etc/relaymail-test-ca.pem"
+username = %q
+password = %q
+%s
+`, top, port, mxUser, mxPassword, after)
+}
+
 // checkFiles checks what the package installed.
 func checkFiles(t *testing.T, r *root, deb string) {
 	got := r.must("", `stat -c '%n %a %U:%G %F' /usr/sbin/sendmail /etc/sendmail.conf /var/spool/relaymail /var/spool/relaymail/failed /var/spool/relaymail/run \
@@ -533,17 +528,7 @@ func checkRemoval(t *testing.T, deb string, mx *postfix) {
 		t.Errorf("/usr/bin/mail and the mailx alternative:\n%s", got)
 	}
 	r.writeFile("/etc/relaymail-test-ca.pem", mx.caPEM, 0o644)
-	r.must(fmt.Sprintf(`hostname = "app.example.test"
-[smarthost]
-host = "127.0.0.1"
-port = %d
-tls_server_name = "localhost"
-ca_file = "/etc/relaymail-test-ca.pem"
-username = %q
-password = %q
-[aliases]
-root = "mailroot@example.org"
-`, mx.port, mxUser, mxPassword), "cat >/etc/sendmail.conf")
+	r.must(relayConf("", mx.port, "[aliases]\nroot = \"mailroot@example.org\""), "cat >/etc/sendmail.conf")
 	r.writeFile("/tmp/report.pdf", attachment(), 0o644)
 	r.must("body\n", "cd /tmp && mail -s 'pkg mail command' -a report.pdf root")
 	c := wantDelivery(t, mx.wait(t, "pkg mail command", 1), "root@app.example.test", "mailroot@example.org")
