@@ -37,6 +37,7 @@ package mailx
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message/mail"
 )
@@ -282,7 +284,7 @@ func Write(w io.Writer, o Options, headers []string, body io.Reader, files []Att
 		h.Set("Cc", strings.Join(o.Cc, ", "))
 	}
 	if o.SubjectSet {
-		h.SetSubject(o.Subject)
+		setSubject(&h, o.Subject)
 	}
 	// Header fields from -a. A Content-Type is the text's (bsd-mailx users
 	// send HTML so); MIME-Version and the encoding are this writer's; a
@@ -303,7 +305,7 @@ func Write(w io.Writer, o Options, headers []string, body io.Reader, files []Att
 		case "mime-version", "content-transfer-encoding":
 		case "subject":
 			if !o.SubjectSet {
-				h.SetSubject(value)
+				setSubject(&h, value)
 			}
 		case "from", "sender", "reply-to", "to", "cc", "date", "message-id", "in-reply-to", "references":
 			h.Set(name, value)
@@ -373,6 +375,27 @@ func Write(w io.Writer, o Options, headers []string, body io.Reader, files []Att
 		}
 	}
 	return mw.Close()
+}
+
+// setSubject sets the Subject field to s, RFC 2047-encoded when it is
+// not ASCII, and also when it holds "=?", which a reader would otherwise
+// take for the start of an encoded word (in base64 words then, whole
+// UTF-8 characters each).
+func setSubject(h *mail.Header, s string) {
+	if !strings.Contains(s, "=?") {
+		h.SetSubject(s)
+		return
+	}
+	var words []string
+	for len(s) > 0 {
+		n := min(len(s), 45)
+		for n < len(s) && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		words = append(words, "=?utf-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
+		s = s[n:]
+	}
+	h.Set("Subject", strings.Join(words, " "))
 }
 
 // plain reports whether b can go as 7bit: ASCII, no NUL, no bare CR, lines
