@@ -86,6 +86,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzBareFilter$$' -fuzztime $(FUZZTIME) ./internal/smtpd
 	$(GO) test -run XXX -fuzz '^FuzzExpand$$' -fuzztime $(FUZZTIME) ./internal/aliases
 	$(GO) test -run XXX -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME) ./internal/aliases
+	$(GO) test -run XXX -fuzz '^FuzzMail$$' -fuzztime $(FUZZTIME) ./internal/mailx
 
 clean:
 	rm -rf $(BIN) build dist
