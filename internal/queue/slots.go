@@ -160,7 +160,7 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 		r.keep = false
 		closeSession()
 	}()
-	for round := 0; round < 3 && ctx.Err() == nil; round++ {
+	for round := 0; ctx.Err() == nil; round++ {
 		slot, err := AcquireSlot(r.o.Spool.Dir(), slots)
 		if err != nil || slot == nil {
 			return total, err
@@ -228,9 +228,17 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 		}
 		closeSession()
 		slot.Release()
-		if !r.anyDue() {
-			break
+		// Look once more: a message committed, or held for a limit, while
+		// this drain was leaving found every slot taken and started no
+		// drain of its own. Due ones get three rounds in all; held ones
+		// are waited for as long as they come due within HoldWait.
+		if r.anyDue() && round < 2 {
+			continue
 		}
+		if held := r.nextHeld(); !held.IsZero() && held.Sub(r.o.Now()) <= r.o.HoldWait {
+			continue
+		}
+		break
 	}
 	return total, nil
 }
