@@ -24,7 +24,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -242,7 +241,7 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 	log := p.logger(inv)
 	defer log.Close()
 	log.EchoWithoutSyslog()
-	listeners, err := listen(cfg.Listen.Addresses)
+	listeners, err := smtpd.Listeners(cfg.Listen.Addresses)
 	if err != nil {
 		return err
 	}
@@ -297,133 +296,24 @@ func (p *process) daemon(cfg *Config, inv Invocation) error {
 		}
 		return nil
 	}
-	sem := make(chan struct{}, cfg.Listen.MaxConnections)
-	var active connSet
-	var sessions sync.WaitGroup
-	var accepting sync.WaitGroup
-	for _, l := range listeners {
-		accepting.Add(1)
-		go func() {
-			defer accepting.Done()
-			for {
-				nc, err := l.Accept()
-				if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
-					return
-				}
-				if err != nil {
-					// Out of descriptors, say: said, and tried again.
-					log.Log(maillog.Entry{UID: -1, Status: "error", Reply: "accept: " + err.Error()})
-					time.Sleep(time.Second)
-					continue
-				}
-				peer := nc.RemoteAddr().String()
-				local := loopbackPeer(nc.RemoteAddr())
-				if !local && users == nil {
-					fmt.Fprintf(nc, "554 5.7.1 %s takes mail from this machine only\r\n", cfg.Hostname)
-					nc.Close()
-					log.Log(maillog.Entry{UID: -1, Status: "refused", Reply: "connection from " + peer + ": not this machine"})
-					continue
-				}
-				select {
-				case sem <- struct{}{}:
-				default:
-					fmt.Fprintf(nc, "421 4.7.0 %s has too many sessions, try again later\r\n", cfg.Hostname)
-					nc.Close()
-					log.Log(maillog.Entry{UID: -1, Status: "refused", Reply: fmt.Sprintf("connection from %s: %d sessions already (max_connections)", peer, cfg.Listen.MaxConnections)})
-					continue
-				}
-				sessions.Add(1)
-				dc := &deadlineConn{Conn: nc}
-				active.add(dc)
-				go func() {
-					defer sessions.Done()
-					defer func() { <-sem }()
-					defer active.remove(dc)
-					// A client that stops reading or drags a session on
-					// cannot hold its slot, nor the shutdown, for ever.
-					limit := time.AfterFunc(maxSession, func() { dc.Close() })
-					defer limit.Stop()
-					o := opts
-					if !local {
-						o = remote // AUTH first
-					}
-					o.MaxErrors, o.Abort = maxErrors, func() { dc.Close() }
-					ids, err := smtpd.ServeConn(dc, o, tlsConfig)
-					reply := fmt.Sprintf("session from %s: %d message(s) queued", peer, len(ids))
-					if err != nil {
-						reply += "; " + oneLine(err.Error())
-					}
-					log.Log(maillog.Entry{UID: -1, Status: "disconnect", Reply: reply})
-					if len(ids) > 0 {
-						select {
-						case wake <- struct{}{}:
-						default:
-						}
-					}
-				}()
+	lo := smtpd.ListenOptions{
+		Local: opts, Remote: &remote, TLS: tlsConfig,
+		MaxConnections: cfg.Listen.MaxConnections, Hostname: cfg.Hostname,
+		Log: func(status, text string) { log.Log(maillog.Entry{UID: -1, Status: status, Reply: text}) },
+		Committed: func() {
+			select {
+			case wake <- struct{}{}:
+			default:
 			}
-		}()
+		},
 	}
-	<-ctx.Done()
-	stop() // a second signal kills, as it would without us
-	for _, l := range listeners {
-		l.Close()
+	if users == nil {
+		lo.Remote = nil // other machines are refused
 	}
-	accepting.Wait()
-	// Sessions get a moment to finish the message they are on; then their
-	// connections close (a message not committed was never accepted).
-	active.deadline(time.Now().Add(shutdownGrace))
-	sessions.Wait()
+	context.AfterFunc(ctx, stop) // a second signal kills, as it would without us
+	smtpd.Listen(ctx, listeners, lo)
 	<-queueDone
 	return nil
-}
-
-// The listener's bounds: a session's whole length, each write to a client
-// (one that stops reading must not hold a session), and the time sessions
-// get to finish after SIGTERM.
-const (
-	maxErrors     = 20 // refused commands before a client is dropped (Postfix's smtpd_hard_error_limit)
-	maxSession    = 30 * time.Minute
-	writeTimeout  = time.Minute
-	shutdownGrace = 10 * time.Second
-)
-
-// deadlineConn puts writeTimeout on every write.
-type deadlineConn struct{ net.Conn }
-
-func (c *deadlineConn) Write(b []byte) (int, error) {
-	c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return c.Conn.Write(b)
-}
-
-// connSet is the listener's open connections.
-type connSet struct {
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-}
-
-func (s *connSet) add(c net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conns == nil {
-		s.conns = map[net.Conn]bool{}
-	}
-	s.conns[c] = true
-}
-
-func (s *connSet) remove(c net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, c)
-}
-
-// deadline ends every open connection's reads and writes at t.
-func (s *connSet) deadline(t time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.SetDeadline(t)
-	}
 }
 
 // loadListenUsers reads [listen] users_file: "user:bcrypt-hash" lines,
@@ -459,52 +349,6 @@ func loadListenUsers(cfg *Config) (map[string][]byte, error) {
 	}
 	users[""] = dummy
 	return users, nil
-}
-
-// listen opens the listeners of addrs, or takes them from systemd (socket
-// activation: $LISTEN_FDS descriptors from 3). An address that cannot be
-// had is an error, except [::1] on a machine without IPv6.
-func listen(addrs []string) ([]net.Listener, error) {
-	if n, err := strconv.Atoi(os.Getenv("LISTEN_FDS")); err == nil && n > 0 && os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) {
-		os.Unsetenv("LISTEN_FDS")
-		os.Unsetenv("LISTEN_PID")
-		os.Unsetenv("LISTEN_FDNAMES")
-		var ls []net.Listener
-		for fd := 3; fd < 3+n; fd++ {
-			syscall.CloseOnExec(fd) // not for password_command's children
-			l, err := net.FileListener(os.NewFile(uintptr(fd), "systemd socket"))
-			if err != nil {
-				return nil, sysexits.Errorf(sysexits.OSErr, "socket from systemd: %v", err)
-			}
-			ls = append(ls, l)
-		}
-		return ls, nil
-	}
-	var ls []net.Listener
-	for _, a := range addrs {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			host, _, _ := net.SplitHostPort(a)
-			if ip := net.ParseIP(host); ip != nil && ip.To4() == nil && (errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)) {
-				continue // no IPv6 here
-			}
-			for _, l := range ls {
-				l.Close()
-			}
-			return nil, sysexits.Errorf(sysexits.OSErr, "listen on %s: %v", a, err)
-		}
-		ls = append(ls, l)
-	}
-	if len(ls) == 0 {
-		return nil, sysexits.Errorf(sysexits.OSErr, "no address to listen on")
-	}
-	return ls, nil
-}
-
-// loopbackPeer reports whether a client connects from this machine.
-func loopbackPeer(a net.Addr) bool {
-	ta, ok := a.(*net.TCPAddr)
-	return ok && ta.IP.IsLoopback()
 }
 
 // sendMail is the mail personality (internal/mailx): it builds a MIME
