@@ -114,6 +114,11 @@ func Encode(e *Envelope) ([]byte, error) {
 	if err := validate(e); err != nil {
 		return nil, err
 	}
+	return encode(e)
+}
+
+// encode is Encode without the validation.
+func encode(e *Envelope) ([]byte, error) {
 	c := *e
 	c.Created = c.Created.UTC()
 	c.NextAttempt = c.NextAttempt.UTC()
@@ -142,6 +147,15 @@ func Decode(b []byte) (*Envelope, error) {
 	if len(b) > maxEnvelope {
 		return nil, invalid("", "larger than %d bytes", maxEnvelope)
 	}
+	if e := decodeCanonical(b); e != nil {
+		return e, nil
+	}
+	return decodeStrict(b)
+}
+
+// decodeStrict is Decode's judge of every envelope that is not exactly as
+// Encode writes it.
+func decodeStrict(b []byte) (*Envelope, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(b, &top); err != nil {
 		return nil, invalid("", "%s", jsonReason(err))
@@ -207,6 +221,32 @@ func Decode(b []byte) (*Envelope, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// decodeCanonical is Decode's fast path, for the envelopes Encode wrote
+// (all of them, unless someone edited one): it decodes b leniently, in one
+// pass, and accepts the result only when it passes validate and encoding
+// it again gives b byte for byte. Such bytes are exactly what the strict
+// path accepts: every key spelled as Encode spells it, none unknown or
+// repeated, every required one present, and values it would take. It
+// returns nil for anything else, which the strict path then judges.
+func decodeCanonical(b []byte) *Envelope {
+	e := new(Envelope)
+	if json.Unmarshal(b, e) != nil || validate(e) != nil {
+		return nil
+	}
+	again, err := encode(e)
+	if err != nil || !bytes.Equal(again, b) {
+		return nil
+	}
+	// Times decoded from "...Z" are UTC already; Decode's promise is that
+	// they come back in UTC, with no location of their own.
+	e.Created = e.Created.UTC()
+	e.NextAttempt = e.NextAttempt.UTC()
+	for i := range e.Recipients {
+		e.Recipients[i].Updated = e.Recipients[i].Updated.UTC()
+	}
+	return e
 }
 
 // envelopeKey and recipientKey report whether k is a field of the object.

@@ -62,6 +62,14 @@ func TestEncodeDecode(t *testing.T) {
 	if !reflect.DeepEqual(got, e) {
 		t.Errorf("Decode(Encode(e)) = %+v\nwant %+v", got, e)
 	}
+	// What Encode writes takes the fast path (mailq and queue runs read
+	// thousands), and a key spelled otherwise does not.
+	if decodeCanonical(b) == nil {
+		t.Errorf("the fast path refused what Encode wrote:\n%s", b)
+	}
+	if odd := bytes.Replace(b, []byte(`"id"`), []byte(`"ID"`), 1); decodeCanonical(odd) != nil {
+		t.Errorf("the fast path accepted a key Encode does not write:\n%s", odd)
+	}
 }
 
 func TestEncodeWritesUTC(t *testing.T) {
@@ -268,6 +276,17 @@ func FuzzEnvelope(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The fast path accepts only what the strict one accepts, and
+		// gives the same envelope.
+		if fast := decodeCanonical(b); fast != nil {
+			strict, err := decodeStrict(b)
+			if err != nil {
+				t.Fatalf("the fast path accepted %q, the strict one says %v", b, err)
+			}
+			if !reflect.DeepEqual(fast, strict) {
+				t.Fatalf("the paths disagree on %q:\n%+v\n%+v", b, fast, strict)
+			}
+		}
 		e1, err := Decode(b)
 		if err != nil {
 			var ee *EnvelopeError
