@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"time"
 
 	"relaymail/internal/spool"
@@ -13,8 +14,9 @@ import (
 // WriteListing prints the queue as Postfix's mailq does, one entry per
 // message, with the next attempt and the last reply of pending
 // recipients; or, with asJSON, one JSON object per line (JSON Lines) for
-// monitoring. It reads nothing but envs, so listing costs one envelope
-// read per message.
+// monitoring. It reads nothing but envs, one at a time, and keeps none:
+// listing a queue of any length costs one envelope read per message and
+// the memory of one.
 //
 //	-Queue ID-       --Size-- ----Arrival Time---- -Sender/Recipient-------
 //	01JD2K7QX4ABCDEF     1234 Fri Nov 27 03:45:12  www-data@example.com
@@ -22,24 +24,28 @@ import (
 //	                                               alice@example.net
 //
 //	-- 2 Kbytes in 1 Request.
-func WriteListing(w io.Writer, envs []*spool.Envelope, now time.Time, asJSON bool) error {
+func WriteListing(w io.Writer, envs iter.Seq[*spool.Envelope], now time.Time, asJSON bool) error {
 	bw := bufio.NewWriter(w)
 	if asJSON {
 		enc := json.NewEncoder(bw)
-		for _, e := range envs {
-			if err := enc.Encode(listEntry(e, now)); err != nil {
-				return err
+		var err error
+		for e := range envs {
+			if err = enc.Encode(listEntry(e, now)); err != nil {
+				break
 			}
+		}
+		if err != nil {
+			return err
 		}
 		return bw.Flush()
 	}
-	if len(envs) == 0 {
-		fmt.Fprintln(bw, "Mail queue is empty")
-		return bw.Flush()
-	}
-	fmt.Fprintln(bw, "-Queue ID-       --Size-- ----Arrival Time---- -Sender/Recipient-------")
 	var total int64
-	for _, e := range envs {
+	n := 0
+	for e := range envs {
+		if n == 0 {
+			fmt.Fprintln(bw, "-Queue ID-       --Size-- ----Arrival Time---- -Sender/Recipient-------")
+		}
+		n++
 		total += e.Size
 		from := e.From
 		if from == "" {
@@ -64,9 +70,15 @@ func WriteListing(w io.Writer, envs []*spool.Envelope, now time.Time, asJSON boo
 			}
 			fmt.Fprintf(bw, "%47s%s\n", "", r.Addr)
 		}
-		fmt.Fprintln(bw)
+		if _, err := fmt.Fprintln(bw); err != nil {
+			return err // the reader went away: stop reading the queue
+		}
 	}
-	fmt.Fprintf(bw, "-- %d Kbytes in %d Request%s.\n", (total+1023)/1024, len(envs), plural(len(envs)))
+	if n == 0 {
+		fmt.Fprintln(bw, "Mail queue is empty")
+		return bw.Flush()
+	}
+	fmt.Fprintf(bw, "-- %d Kbytes in %d Request%s.\n", (total+1023)/1024, n, plural(n))
 	return bw.Flush()
 }
 

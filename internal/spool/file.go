@@ -11,6 +11,9 @@ import (
 	"os"
 	"slices"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"relaymail/internal/sysexits"
 )
@@ -329,4 +332,29 @@ func flock(f *os.File, how int) error {
 		return err
 	}
 	return ferr
+}
+
+// setDueHint sets an envelope file's modification time to next, when that
+// is in the future: the due hint that [Spool.WalkDue] reads with one stat.
+// It is best effort: without it the file keeps the time it was written,
+// and walks read it as one that may be due.
+func (s *Spool) setDueHint(f *os.File, next time.Time) {
+	if !next.After(s.now()) {
+		return
+	}
+	tv := unix.NsecToTimeval(next.UnixNano())
+	unix.Futimes(int(f.Fd()), []unix.Timeval{tv, tv})
+}
+
+// changedAt is the age Cleanup judges a file by: its modification time,
+// or the time its inode last changed (ctime, which nobody sets) when that
+// is earlier, so that the due hint, a modification time in the future,
+// does not keep a leftover file from being reaped.
+func changedAt(fi fs.FileInfo) time.Time {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if c := time.Unix(st.Ctim.Unix()); c.Before(fi.ModTime()) {
+			return c
+		}
+	}
+	return fi.ModTime()
 }

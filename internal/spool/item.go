@@ -127,6 +127,7 @@ func (it *Item) Update() error {
 	defer f.Close()
 	err = s.writeAll(f, data)
 	if err == nil {
+		s.setDueHint(f, it.Env.NextAttempt)
 		err = s.sync(f)
 	}
 	if err == nil {

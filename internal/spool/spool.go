@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"relaymail/internal/sysexits"
 )
 
@@ -374,27 +376,63 @@ func (w *Writer) Abort() {
 }
 
 // List returns every committed message's envelope, sorted by id, which is
-// creation order. It reads the directory's names and only the envelope
-// files; it takes no lock and syncs nothing, so its cost per message is one
-// small file read.
+// creation order: [Spool.Walk], collected. Errors are Walk's.
+func (s *Spool) List() ([]*Envelope, []error) {
+	var envs []*Envelope
+	errs := s.Walk(func(e *Envelope) bool {
+		envs = append(envs, e)
+		return true
+	})
+	return envs, errs
+}
+
+// Walk calls fn with each committed message's envelope, in id order, which
+// is creation order, until fn returns false. It reads the directory's
+// names and then the envelope files, one at a time: what it keeps besides
+// the names is the envelope fn has, so a queue of any length costs the
+// same memory. It takes no lock and syncs nothing, so its cost per message
+// is one small file read. A message committed while it runs may or may not
+// be seen.
 //
 // An envelope that cannot be read or decoded, or whose data file is
-// missing, is skipped and reported in the second result, with its path
-// and a sysexits code ([sysexits.DataErr] for a corrupt one); the others
-// are still returned. Temporary files, data without an envelope, failed/
-// and names that are not the queue's are ignored.
-func (s *Spool) List() ([]*Envelope, []error) {
+// missing, is skipped and reported in the result, with its path and a
+// sysexits code ([sysexits.DataErr] for a corrupt one); the others are
+// still walked. Temporary files, data without an envelope, failed/ and
+// names that are not the queue's are ignored. A directory that cannot be
+// read gives one error and no call.
+func (s *Spool) Walk(fn func(*Envelope) bool) []error {
+	return s.walk(time.Time{}, fn)
+}
+
+// WalkDue is Walk for the messages whose next attempt may be at or before
+// t: it skips, without reading them, the envelopes whose due hint says
+// they come due later. The hint is the envelope file's modification time,
+// which Update sets to a NextAttempt in the future before the file takes
+// its name, so hint and envelope are written together and cannot disagree.
+// Only a modification time later than the file's ctime counts as one, so a
+// file merely written (or touched into the past) is always read; a hint
+// set by hand into the future delays the message as its NextAttempt
+// would, and Walk ignores hints. Skipping costs one stat per message
+// instead of a read and a decode.
+func (s *Spool) WalkDue(t time.Time, fn func(*Envelope) bool) []error {
+	if t.IsZero() {
+		t = time.Unix(0, 1)
+	}
+	return s.walk(t, fn)
+}
+
+func (s *Spool) walk(due time.Time, fn func(*Envelope) bool) []error {
 	d, err := os.Open(s.dir)
 	if err != nil {
-		return nil, []error{spoolError(opRead, s.dir, err)}
+		return []error{spoolError(opRead, s.dir, err)}
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return nil, []error{spoolError(opRead, s.dir, err)}
+		return []error{spoolError(opRead, s.dir, err)}
 	}
 	slices.Sort(names)
-	var envs []*Envelope
+	dirfd := int(d.Fd())
 	var errs []error
 	var buf []byte // one buffer for every envelope: Decode copies what it keeps
 	for _, name := range names {
@@ -402,8 +440,21 @@ func (s *Spool) List() ([]*Envelope, []error) {
 		if !ok || !validID(id) {
 			continue
 		}
+		if !due.IsZero() {
+			var st unix.Stat_t
+			err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+			// A hint is a modification time later than the inode's last
+			// change: set by Update, not left by a write (whose mtime is
+			// never later than its ctime), so a clock that went back
+			// cannot make an unhinted message look not due. A file we
+			// cannot stat is read, and reported.
+			mtime, ctime := time.Unix(st.Mtim.Unix()), time.Unix(st.Ctim.Unix())
+			if err == nil && mtime.After(ctime) && mtime.After(due) {
+				continue
+			}
+		}
 		var e *Envelope
-		e, buf, err = s.readEnvelope(int(d.Fd()), id, buf)
+		e, buf, err = s.readEnvelope(dirfd, id, buf)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // delivered since the directory was read
 		}
@@ -420,9 +471,11 @@ func (s *Spool) List() ([]*Envelope, []error) {
 				continue
 			}
 		}
-		envs = append(envs, e)
+		if !fn(e) {
+			break
+		}
 	}
-	return envs, errs
+	return errs
 }
 
 // Find returns the envelope of the committed message id, without locking
@@ -528,7 +581,7 @@ func (s *Spool) reapTemp(path string, cutoff time.Time) (int, error) {
 		return 0, err
 	}
 	defer f.Close()
-	if fi.ModTime().After(cutoff) {
+	if changedAt(fi).After(cutoff) {
 		return 0, nil
 	}
 	if err := s.remove(path); err != nil {
@@ -551,7 +604,7 @@ func (s *Spool) reapEnvelope(id string, cutoff time.Time) (int, error) {
 	if err != nil {
 		return 0, spoolError(opRead, path, err)
 	}
-	if fi.ModTime().After(cutoff) || exists(s.path(id, ".msg")) {
+	if changedAt(fi).After(cutoff) || exists(s.path(id, ".msg")) {
 		return 0, nil
 	}
 	if err := s.remove(path); err != nil {
@@ -588,7 +641,7 @@ func (s *Spool) reapData(id string, cutoff time.Time) (int, error) {
 		}
 		return 1, nil
 	}
-	if fi.ModTime().After(cutoff) {
+	if changedAt(fi).After(cutoff) {
 		return 0, nil
 	}
 	if err := s.remove(path); err != nil {

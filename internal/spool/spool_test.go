@@ -887,3 +887,83 @@ func TestEmpty(t *testing.T) {
 		t.Errorf("Empty with a committed message")
 	}
 }
+
+// TestWalkDue: Update writes the due hint with the envelope, WalkDue skips
+// by it what is not due, Walk ignores it, and a hint touched by hand only
+// makes a message read sooner (or later), never lost to Walk.
+func TestWalkDue(t *testing.T) {
+	// The hint is judged against the kernel's clock (ctime), so this
+	// spool's clock is the real one.
+	s, err := Open(Options{Dir: filepath.Join(t.TempDir(), "spool")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	ids := []string{commit(t, s, "a\r\n"), commit(t, s, "b\r\n"), commit(t, s, "c\r\n")}
+	later := now.Add(time.Hour).Truncate(time.Microsecond)
+	for _, c := range []struct {
+		id   string
+		next time.Time
+	}{{ids[0], later}, {ids[1], now.Add(-time.Minute)}} {
+		it, err := s.Lock(c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it.Env.NextAttempt = c.next
+		if err := it.Update(); err != nil {
+			t.Fatal(err)
+		}
+		it.Unlock()
+	}
+	walk := func(due time.Time) []string {
+		var got []string
+		var errs []error
+		fn := func(e *Envelope) bool { got = append(got, e.ID); return true }
+		if due.IsZero() {
+			errs = s.Walk(fn)
+		} else {
+			errs = s.WalkDue(due, fn)
+		}
+		if len(errs) > 0 {
+			t.Fatalf("walk: %v", errs)
+		}
+		return got
+	}
+	fi, err := os.Stat(s.path(ids[0], ".env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.ModTime().Equal(later) {
+		t.Errorf("the envelope due in an hour has the modification time %v, want %v", fi.ModTime(), later)
+	}
+	if got, want := walk(now.Add(time.Second)), ids[1:]; !slices.Equal(got, want) {
+		t.Errorf("WalkDue(now) = %q, want %q", got, want)
+	}
+	if got := walk(later); !slices.Equal(got, ids) {
+		t.Errorf("WalkDue(in an hour) = %q, want %q", got, ids)
+	}
+	if got := walk(time.Time{}); !slices.Equal(got, ids) {
+		t.Errorf("Walk = %q, want %q", got, ids)
+	}
+	// Requeued: the hint goes with the next Update.
+	it, err := s.Lock(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	it.Env.NextAttempt = time.Time{}
+	if err := it.Update(); err != nil {
+		t.Fatal(err)
+	}
+	it.Unlock()
+	if got := walk(now.Add(time.Second)); !slices.Equal(got, ids) {
+		t.Errorf("WalkDue after the requeue = %q, want %q", got, ids)
+	}
+	// A modification time set into the past by hand is no hint.
+	past := now.Add(-time.Hour)
+	if err := os.Chtimes(s.path(ids[2], ".env"), past, past); err != nil {
+		t.Fatal(err)
+	}
+	if got := walk(past.Add(-time.Hour)); !slices.Equal(got, ids) {
+		t.Errorf("WalkDue before every hint = %q, want %q (no file holds a hint now)", got, ids)
+	}
+}
