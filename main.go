@@ -1636,8 +1636,12 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 				return nil, &queue.Hold{Until: re.Until, Reason: re.Error(), Err: re}
 			}
 			if err != nil {
+				// Queue runs leave the messages of a relay that is down
+				// untouched: mailq tells why from here.
+				noteStore(store.Unreachable(o.Addr, strings.TrimPrefix(err.Error(), o.Addr+": ")))
 				return nil, err
 			}
+			noteStore(store.Reachable(o.Addr))
 			return &relaySession{s: s, store: store, throttled: store.Throttled(s.o.Addr), log: log,
 				pause: time.Duration(cfg.SmarthostOf(route).ThrottlePause)}, nil
 		},
@@ -1915,8 +1919,8 @@ func (p *process) runQueue(cfg *Config, inv Invocation) error {
 			return sysexits.Errorf(sysexits.TempFail, "%v", err)
 		}
 		if inv.Verbose > 0 {
-			fmt.Fprintf(p.stderr, "%s: queue run: %d attempted, %d delivered, %d deferred, %d with bounces, %d busy elsewhere, %d damaged\n",
-				p.name, st.Attempted, st.Delivered, st.Deferred, st.Bounced, st.Busy, st.Damaged)
+			fmt.Fprintf(p.stderr, "%s: queue run: %d attempted, %d delivered, %d deferred, %d with bounces, %d busy elsewhere, %d damaged, %d held for a rate limit or pause, %d left waiting for the relay\n",
+				p.name, st.Attempted, st.Delivered, st.Deferred, st.Bounced, st.Busy, st.Damaged, st.Held, st.Waiting)
 		}
 		return defaultErr
 	}
@@ -1987,16 +1991,25 @@ func (p *process) listQueue(cfg *Config, inv Invocation) error {
 	if err != nil {
 		return err
 	}
-	envs, errs := sp.List()
-	if !p.priv.Admin() {
-		// Through the group, this process can read every envelope; the
-		// caller sees only its own, and hears of no other's trouble.
-		envs, errs = p.own(envs), nil
+	// The queue is walked as it is written out, so that a long one costs
+	// no more memory than a short one.
+	admin := p.priv.Admin()
+	var errs []error
+	envs := func(yield func(*spool.Envelope) bool) {
+		errs = sp.Walk(func(e *spool.Envelope) bool {
+			// Through the group, this process can read every envelope;
+			// the caller sees only its own, and hears of no other's
+			// trouble.
+			return !admin && e.UID != p.priv.UID || yield(e)
+		})
 	}
-	for _, e := range errs {
-		fmt.Fprintf(p.stderr, "%s: %v\n", p.name, e)
+	err = queue.WriteListing(p.stdout, envs, p.now(), inv.JSON)
+	if admin {
+		for _, e := range errs {
+			fmt.Fprintf(p.stderr, "%s: %v\n", p.name, e)
+		}
 	}
-	if err := queue.WriteListing(p.stdout, envs, p.now(), inv.JSON); err != nil {
+	if err != nil {
 		return sysexits.Errorf(sysexits.IOErr, "write listing: %v", err)
 	}
 	if !inv.JSON {
@@ -2046,6 +2059,14 @@ func (p *process) writeLimits(cfg *Config, sp *spool.Spool) {
 			if until, reason, err := store.Paused(host); err == nil && !until.IsZero() {
 				fmt.Fprintf(p.stdout, "-- %s: paused until %s (in %s): it asked us to slow down (%s)\n",
 					host, until.Format("15:04:05"), until.Sub(now).Round(time.Second), reason)
+			}
+			if since, n, reason, err := store.Down(host); err == nil && n > 0 {
+				attempts := "attempts"
+				if n == 1 {
+					attempts = "attempt"
+				}
+				fmt.Fprintf(p.stdout, "-- %s: no session since %s (%d failed %s in a row, the last: %s); its messages wait for the next queue run\n",
+					host, since.Local().Format("Jan _2 15:04:05"), n, attempts, reason)
 			}
 		}
 	}

@@ -104,6 +104,12 @@ type state struct {
 	PausedUntil int64  `json:"paused_until,omitempty"`
 	Interval    int64  `json:"interval_ms,omitempty"`
 	Reason      string `json:"reason,omitempty"`
+	// DownSince (Unix ms) is the first of the failed attempts in a row
+	// to open a session; Failures counts them, DownReason is the last
+	// one's. A session that opens clears them.
+	DownSince  int64  `json:"down_since,omitempty"`
+	Failures   int    `json:"failures,omitempty"`
+	DownReason string `json:"down_reason,omitempty"`
 }
 
 // Reserve takes up to n slots for messages of key under p, now, and
@@ -285,6 +291,46 @@ func (s *Store) Clear(host string) error {
 		st.PausedUntil, st.Interval, st.Reason = 0, 0, ""
 		return true
 	})
+}
+
+// Unreachable records a failed attempt to open a session with host (no
+// connection, TLS or AUTH failed): queue runs leave the messages waiting
+// for it untouched, so this is what mailq shows of the reason.
+func (s *Store) Unreachable(host, reason string) error {
+	return s.update("host:"+host, func(st *state) bool {
+		if st.DownSince == 0 {
+			st.DownSince = s.now().UnixMilli()
+		}
+		st.Failures++
+		st.DownReason = reason
+		return true
+	})
+}
+
+// Reachable clears what Unreachable recorded, after a session opened. It
+// writes nothing when there is nothing to clear.
+func (s *Store) Reachable(host string) error {
+	if st, err := s.read("host:" + host); err != nil || st.Failures == 0 {
+		return err
+	}
+	return s.update("host:"+host, func(st *state) bool {
+		if st.Failures == 0 {
+			return false
+		}
+		st.DownSince, st.Failures, st.DownReason = 0, 0, ""
+		return true
+	})
+}
+
+// Down returns since when attempts to open a session with host have
+// failed, how many in a row, and the last one's reason; a zero time when
+// the last attempt worked.
+func (s *Store) Down(host string) (since time.Time, failures int, reason string, err error) {
+	st, err := s.read("host:" + host)
+	if err != nil || st.Failures == 0 {
+		return time.Time{}, 0, "", err
+	}
+	return time.UnixMilli(st.DownSince), st.Failures, st.DownReason, nil
 }
 
 // path is the file of key: readable, and unique by a hash.

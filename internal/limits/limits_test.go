@@ -270,3 +270,36 @@ func TestRecipientThrottling(t *testing.T) {
 		}
 	}
 }
+
+// TestDown: failed attempts in a row are counted from the first, the last
+// reason is kept, a pause is not disturbed, and a session that opens
+// clears them.
+func TestDown(t *testing.T) {
+	s, c := newStore(t)
+	if since, n, _, err := s.Down("mx:587"); !since.IsZero() || n != 0 || err != nil {
+		t.Fatalf("Down of a new host = %v, %d, %v", since, n, err)
+	}
+	first := c.now()
+	if err := s.Unreachable("mx:587", "cannot connect: connection refused"); err != nil {
+		t.Fatal(err)
+	}
+	c.add(time.Minute)
+	until, _, _ := s.Throttle("mx:587", "421 slow down", 0)
+	s.Unreachable("mx:587", "cannot connect: no route to host")
+	since, n, why, err := s.Down("mx:587")
+	if !since.Equal(first) || n != 2 || why != "cannot connect: no route to host" || err != nil {
+		t.Errorf("Down = %v, %d, %q, %v; want %v, 2, the last reason", since, n, why, err, first)
+	}
+	if err := s.Reachable("mx:587"); err != nil {
+		t.Fatal(err)
+	}
+	if since, n, _, _ := s.Down("mx:587"); !since.IsZero() || n != 0 {
+		t.Errorf("Down after Reachable = %v, %d", since, n)
+	}
+	if u, _, _ := s.Paused("mx:587"); !u.Equal(until) {
+		t.Errorf("Reachable ended the pause: Paused = %v, want %v", u, until)
+	}
+	if since, _, _, _ := s.Down("other:25"); !since.IsZero() {
+		t.Errorf("another host is down: %v", since)
+	}
+}

@@ -22,7 +22,18 @@
 //
 // A process killed after the smarthost's final 250 and before the envelope
 // update delivers that message again on the next run: RFC 5321 6.1 prefers
-// a duplicate to a loss. The window is one envelope write.
+// a duplicate to a loss. The window is one envelope write; for a pipelined
+// batch (Run), the batch in flight: its outcomes are recorded once every
+// reply is in.
+//
+// # Long queues
+//
+// A run walks the spool (spool.Walk) instead of listing it, so its memory
+// is one batch per route, whatever the queue's length. A route that cannot
+// take mail now (its relay down, paused, or its rate limit used up) is
+// blocked: its messages keep their envelopes unwritten and the run goes on
+// without them, so that such a route costs one dial or one reservation per
+// run, not an envelope write per message.
 package queue
 
 import (
@@ -30,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"slices"
 	"strings"
@@ -158,6 +170,34 @@ type Runner struct {
 	keep    bool
 	kept    map[string]Session // per route, what a kept Run left open
 	dialErr error              // why Drain's early dial failed, for the next Run
+	// blocked holds the routes whose messages wait where they are, their
+	// envelopes unwritten, until a time: the relay could not be reached,
+	// it asked us to pause, or the rate limit is used up. One blocked
+	// route of a long queue then costs one dial or one reservation, not
+	// one envelope write per message.
+	blocked map[string]block
+	downs   map[string]int // dial failures in a row per route, for the backoff
+}
+
+// block is why and until when a route's messages wait.
+type block struct {
+	until time.Time
+	hold  *Hold // a pause or a rate limit; nil: the relay is down
+}
+
+// waiting reports whether route is blocked at now.
+func (r *Runner) waiting(route string, now time.Time) (block, bool) {
+	b, ok := r.blocked[route]
+	if ok && !b.until.After(now) {
+		delete(r.blocked, route)
+		return block{}, false
+	}
+	return b, ok
+}
+
+// expired reports whether env has stayed in the queue past MaxAge.
+func (r *Runner) expired(env *spool.Envelope, now time.Time) bool {
+	return now.Sub(env.Created) >= r.o.MaxAge
 }
 
 // route is the route of env.
@@ -266,6 +306,7 @@ type Stats struct {
 	Busy      int // held by another process
 	Damaged   int // could not be read or locked for another reason; logged
 	Held      int // not attempted: over a rate limit, or the smarthost paused
+	Waiting   int // not attempted: the relay could not be reached this run
 }
 
 // Run attempts every due message (every message with force), oldest
@@ -292,6 +333,18 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		routes[""] = &routeState{dialErr: r.dialErr}
 	}
 	r.kept, r.dialErr = nil, nil
+	if r.blocked == nil {
+		r.blocked, r.downs = map[string]block{}, map[string]int{}
+	}
+	if force {
+		// Asked to try everything: a relay found down earlier is dialled
+		// again (pauses and rate limits still hold, in Dial and Limit).
+		for key, b := range r.blocked {
+			if b.hold == nil {
+				delete(r.blocked, key)
+			}
+		}
+	}
 	defer func() {
 		for key, rs := range routes {
 			for _, it := range rs.batch {
@@ -309,19 +362,24 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 			}
 		}
 	}()
+	downNow := map[string]bool{} // routes whose dial failed in this run
 	// Due messages are locked and collected into a batch per route, which
 	// goes in one SendBatch when the session can, or one by one.
 	flush := func(rs *routeState, key string) {
 		if len(rs.batch) == 0 {
 			return
 		}
-		// The rate limits first: what is over them waits, unattempted,
-		// for its slot (a paused route holds everything at the dial).
+		// The rate limits first: what is over them waits, unattempted and
+		// unwritten, for its slot; so does the rest of the route's queue
+		// (see blocked).
 		var release func(int)
 		if r.o.Limit != nil && rs.dialErr == nil {
 			granted, hold, rel := r.o.Limit(key, len(rs.batch))
+			if granted < len(rs.batch) {
+				r.blocked[key] = block{until: hold.Until, hold: hold}
+				r.logWait(key, hold)
+			}
 			for _, item := range rs.batch[granted:] {
-				r.hold(item, hold)
 				item.Unlock()
 				st.Held++
 			}
@@ -333,14 +391,23 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 					rs.sess.Close()
 					rs.sess = nil
 				}
-				// A dial failure is kept for the rest of this run: every
-				// due message of the route is deferred (and may expire)
-				// without a new connection attempt each.
+				// A dial failure blocks the route for the rest of this
+				// run, and for this runner's later runs until the backoff
+				// ends: no connection attempt per message.
 				rs.sess, rs.dialErr = r.o.Dial(ctx, key)
+				if rs.dialErr == nil {
+					delete(r.downs, key)
+				}
 			}
-			if rs.dialErr != nil && release != nil {
-				release(len(rs.batch)) // they never reach the smarthost
-				release = nil
+			if rs.dialErr != nil {
+				if release != nil {
+					release(len(rs.batch)) // they never reach the smarthost
+					release = nil
+				}
+				r.wait(rs.batch, key, rs.dialErr, &st)
+				downNow[key] = true
+				rs.batch = nil
+				break
 			}
 			chunk := rs.batch
 			if room, ok := r.room(key, rs.sess); ok && rs.dialErr == nil {
@@ -370,25 +437,38 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 	}
 	seen := map[string]bool{}
 	for pass := 0; pass < 2; pass++ {
-		envs, errs := r.o.Spool.List()
-		if len(envs) == 0 && len(errs) > 0 {
-			return st, fmt.Errorf("read queue: %w", errors.Join(errs...))
-		}
-		if pass == 0 {
-			for _, err := range errs {
-				st.Damaged++
-				r.notice(nil, "unreadable queue entry: %v", err)
-			}
-		}
+		// The queue is walked, not listed: what a run holds is one batch
+		// per route, however long the queue.
 		bounced := st.Bounced
 		now := r.o.Now()
-		for _, env := range envs {
+		walked := 0
+		walk := r.o.Spool.Walk
+		if !force {
+			// Messages whose due hint says later are not even read.
+			walk = func(fn func(*spool.Envelope) bool) []error { return r.o.Spool.WalkDue(now, fn) }
+		}
+		errs := walk(func(env *spool.Envelope) bool {
+			walked++
 			if ctx.Err() != nil {
-				flushAll()
-				return st, nil
+				return false
 			}
 			if seen[env.ID] || r.stuck[env.ID] || !force && env.NextAttempt.After(now) {
-				continue
+				return true
+			}
+			if b, ok := r.waiting(r.route(env), now); ok {
+				// Its route waits. When this run found the relay down,
+				// expired messages still fail (and bounce); the rest stay
+				// as they are, and with a single route so does the rest of
+				// the queue.
+				key := r.route(env)
+				if b.hold != nil || !downNow[key] || !r.expired(env, now) {
+					if b.hold != nil {
+						st.Held++
+					} else {
+						st.Waiting++
+					}
+					return r.o.Route != nil || b.hold == nil && downNow[key]
+				}
 			}
 			seen[env.ID] = true
 			st.Due++
@@ -396,21 +476,21 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 			switch {
 			case errors.Is(err, spool.ErrLocked):
 				st.Busy++
-				continue
+				return true
 			case errors.Is(err, spool.ErrNotFound):
-				continue // delivered meanwhile
+				return true // delivered meanwhile
 			case err != nil:
 				// Damaged (its data does not match its envelope, or cannot
 				// be read): never attempted, so it must be said.
 				st.Damaged++
 				r.stuck[env.ID] = true // said once per process
 				r.notice(env, "cannot deliver: %v; see the spool directory", err)
-				continue
+				return true
 			}
 			if len(item.Env.Pending()) == 0 {
 				r.finish(item, Outcome{ID: env.ID})
 				item.Unlock()
-				continue
+				return true
 			}
 			key := r.route(item.Env)
 			rs := routes[key]
@@ -423,6 +503,20 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 			if len(rs.batch) >= batchMessages || rs.size >= batchBytes {
 				flush(rs, key)
 			}
+			return true
+		})
+		if walked == 0 && len(errs) == 1 && unreadableDir(errs[0], r.o.Spool.Dir()) {
+			return st, fmt.Errorf("read queue: %w", errs[0])
+		}
+		if pass == 0 {
+			for _, err := range errs {
+				st.Damaged++
+				r.notice(nil, "unreadable queue entry: %v", err)
+			}
+		}
+		if ctx.Err() != nil {
+			flushAll()
+			return st, nil
 		}
 		flushAll()
 		// Bounces queued in this pass go out in a second one, unless
@@ -436,6 +530,61 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+// wait leaves a route's locked batch waiting after its dial failed, and
+// blocks the route. A pause (a *Hold) holds every message where it is. A
+// relay that is down gets one attempt recorded, on the first message (its
+// envelope, the log and mailq say why), and its expired messages fail;
+// the others keep their envelopes untouched, so that a queue of thousands
+// costs one connection attempt and one envelope write per run, not one
+// per message, and all of them are due the moment the relay is back.
+func (r *Runner) wait(batch []*spool.Item, key string, dialErr error, st *Stats) {
+	now := r.o.Now()
+	if h := (*Hold)(nil); errors.As(dialErr, &h) {
+		r.blocked[key] = block{until: h.Until, hold: h}
+		r.logWait(key, h)
+		for _, item := range batch {
+			item.Unlock()
+			st.Held++
+		}
+		return
+	}
+	_, known := r.blocked[key]
+	if !known {
+		r.downs[key]++
+		r.blocked[key] = block{until: now.Add(r.o.Backoff(r.downs[key]))}
+	}
+	for k, item := range batch {
+		if k == 0 && !known || r.expired(item.Env, now) {
+			out, err := r.deliver(item, nil, dialErr, false)
+			r.recorded(item, err)
+			st.count(out)
+		} else {
+			st.Waiting++
+		}
+		item.Unlock()
+	}
+}
+
+// logWait says once that a route's queue waits for h.
+func (r *Runner) logWait(route string, h *Hold) {
+	if r.o.Log == nil {
+		return
+	}
+	var relay string
+	if r.o.Relay != nil {
+		relay = r.o.Relay(route)
+	}
+	r.o.Log.Log(maillog.Entry{UID: -1, Relay: relay, Status: "deferred",
+		Reply: fmt.Sprintf("%s; the queue waits until %s", h.Reason, h.Until.Format("15:04:05"))})
+}
+
+// unreadableDir reports whether err is a walk's failure to read the spool
+// directory itself, rather than one of its messages.
+func unreadableDir(err error, dir string) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) && pe.Path == dir
 }
 
 // count adds one attempt's outcome to the statistics.

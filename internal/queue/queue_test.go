@@ -631,3 +631,179 @@ func TestRunKeepsRouteSessions(t *testing.T) {
 		t.Errorf("dials %v and %d sessions kept, want one dial per route and both kept", dials, len(r.kept))
 	}
 }
+
+// blockedSetup queues n messages for the tests of blocked routes, and
+// returns a runner whose dials are counted and answered by dial.
+func blockedSetup(t *testing.T, n int, c *clock, dial func() (Session, error), limit func(string, int) (int, *Hold, func(int))) (*Runner, *spool.Spool, []string, *int, *[]string) {
+	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dials := new(int)
+	bounces := new([]string)
+	r := New(Options{
+		Spool: sp,
+		Dial: func(context.Context, string) (Session, error) {
+			*dials++
+			return dial()
+		},
+		Limit:  limit,
+		Now:    c.now,
+		MaxAge: time.Hour,
+		Bounce: func(env *spool.Envelope, failed []spool.Recipient, original io.Reader) error {
+			*bounces = append(*bounces, failed[0].Addr)
+			return nil
+		},
+	})
+	var ids []string
+	for i := range n {
+		ids = append(ids, enqueue(t, sp, c, "s@x", fmt.Sprintf("r%02d@x", i)))
+	}
+	return r, sp, ids, dials, bounces
+}
+
+// unwritten reports which of ids still have the envelope file they were
+// committed with (not rewritten: same inode), given their files before.
+func unwritten(t *testing.T, sp *spool.Spool, before map[string]os.FileInfo) int {
+	t.Helper()
+	n := 0
+	for id, fi := range before {
+		now, err := os.Stat(filepath.Join(sp.Dir(), id+".env"))
+		if err == nil && os.SameFile(fi, now) {
+			n++
+		}
+	}
+	return n
+}
+
+func envFiles(t *testing.T, sp *spool.Spool, ids []string) map[string]os.FileInfo {
+	t.Helper()
+	out := map[string]os.FileInfo{}
+	for _, id := range ids {
+		fi, err := os.Stat(filepath.Join(sp.Dir(), id+".env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[id] = fi
+	}
+	return out
+}
+
+// TestDownRelayLeavesQueueUntouched: a relay that cannot be reached costs a
+// queue run one dial and one envelope write, not one per message; the
+// runner does not dial it again before the backoff ends (unless forced);
+// expired messages still fail; and when it is back, everything is due.
+func TestDownRelayLeavesQueueUntouched(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	fs := &fakeSession{}
+	down := errors.New("connection refused")
+	dialErr := down
+	r, sp, ids, dials, _ := blockedSetup(t, 20, c, func() (Session, error) {
+		if dialErr != nil {
+			return nil, dialErr
+		}
+		return fs, nil
+	}, nil)
+	before := envFiles(t, sp, ids)
+
+	st, err := r.Run(context.Background(), true)
+	if err != nil || *dials != 1 || st.Attempted != 1 || st.Waiting != 19 {
+		t.Fatalf("Run with the relay down: %+v, %v, %d dials; want 1 dial, 1 attempted, 19 waiting", st, err, *dials)
+	}
+	if n := unwritten(t, sp, before); n != 19 {
+		t.Errorf("%d of 20 envelopes are unwritten, want 19", n)
+	}
+	if env, _ := sp.Find(ids[0]); env.Attempts != 1 || env.LastError != "connection refused" {
+		t.Errorf("the first message records %d attempts, %q", env.Attempts, env.LastError)
+	}
+	st, _ = r.Run(context.Background(), false)
+	if *dials != 1 || st.Attempted != 0 {
+		t.Errorf("a run during the backoff dialled (%d dials) or attempted %d", *dials, st.Attempted)
+	}
+	if r.anyDue() {
+		t.Errorf("anyDue says yes while the only route waits for its relay")
+	}
+
+	// Back: a forced run delivers all of them, over one dial.
+	dialErr = nil
+	st, _ = r.Run(context.Background(), true)
+	if *dials != 2 || st.Delivered != 20 || len(fs.sent) != 20 {
+		t.Errorf("the relay is back: %+v, %d dials, %d sent; want 20 delivered over one more dial", st, *dials, len(fs.sent))
+	}
+}
+
+// TestDownRelayExpires: past max_age, messages of a relay that is down fail
+// and bounce, each one, though the others are left untouched.
+func TestDownRelayExpires(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	r, sp, _, dials, bounces := blockedSetup(t, 5, c, func() (Session, error) { return nil, errors.New("connection refused") }, nil)
+	c.t = c.t.Add(2 * time.Hour)
+	st, _ := r.Run(context.Background(), false)
+	if *dials != 1 || len(*bounces) != 5 || st.Bounced != 5 {
+		t.Errorf("expired with the relay down: %+v, %d dials, bounces %q; want 5 bounced over 1 dial", st, *dials, *bounces)
+	}
+	if envs, _ := sp.List(); len(envs) != 0 {
+		t.Errorf("%d messages stay queued", len(envs))
+	}
+}
+
+// TestRateLimitLeavesQueueUntouched: over the rate limit, a run sends what
+// it was granted and leaves the rest unwritten; the drain waits for the
+// slot the limit named, and the next run sends the next ones.
+func TestRateLimitLeavesQueueUntouched(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	fs := &fakeSession{}
+	slots := 3
+	until := c.t.Add(10 * time.Second)
+	r, sp, ids, _, _ := blockedSetup(t, 20, c, func() (Session, error) { return fs, nil },
+		func(route string, n int) (int, *Hold, func(int)) {
+			g := min(n, slots)
+			slots -= g
+			if g < n {
+				return g, &Hold{Until: until, Reason: "rate limit 3/10s"}, nil
+			}
+			return g, nil, nil
+		})
+	before := envFiles(t, sp, ids)
+	st, _ := r.Run(context.Background(), false)
+	if st.Delivered != 3 || st.Held != 17 {
+		t.Errorf("over the limit: %+v, want 3 delivered, 17 held", st)
+	}
+	if n := unwritten(t, sp, before); n != 17 {
+		t.Errorf("%d envelopes unwritten, want the 17 held", n)
+	}
+	if got := r.nextHeld(); !got.Equal(until) {
+		t.Errorf("nextHeld = %v, want the slot %v", got, until)
+	}
+	st, _ = r.Run(context.Background(), false)
+	if st.Attempted != 0 {
+		t.Errorf("a run before the slot attempted %d", st.Attempted)
+	}
+	c.t, slots = until, 3
+	st, _ = r.Run(context.Background(), false)
+	if st.Delivered != 3 || len(fs.sent) != 6 {
+		t.Errorf("at the slot: %+v, %d sent in all; want 3 more", st, len(fs.sent))
+	}
+}
+
+// TestPausedRelayLeavesQueueUntouched: a pause (the dial's *Hold) holds the
+// whole queue where it is.
+func TestPausedRelayLeavesQueueUntouched(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	until := c.t.Add(time.Minute)
+	r, sp, ids, dials, _ := blockedSetup(t, 20, c, func() (Session, error) {
+		return nil, &Hold{Until: until, Reason: "paused"}
+	}, nil)
+	before := envFiles(t, sp, ids)
+	st, _ := r.Run(context.Background(), true)
+	if st.Held != 20 || st.Attempted != 0 || *dials != 1 {
+		t.Errorf("paused: %+v, %d dials; want 20 held over 1 dial", st, *dials)
+	}
+	if n := unwritten(t, sp, before); n != 20 {
+		t.Errorf("%d envelopes unwritten, want 20", n)
+	}
+	if got := r.nextHeld(); !got.Equal(until) {
+		t.Errorf("nextHeld = %v, want the pause's end %v", got, until)
+	}
+}

@@ -244,31 +244,51 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 }
 
 // nextHeld returns when the first message held for a rate limit or a
-// pause (by any process) comes due, if that is later than now; zero when
-// none waits. (One due already and not attempted is another process's to
-// deliver: it is busy.)
+// pause comes due, if that is later than now; zero when none waits. Those
+// are the routes this runner found full or paused, and messages that a
+// sender held (by any process). (One due already and not attempted is
+// another process's to deliver: it is busy.)
 func (r *Runner) nextHeld() time.Time {
-	envs, _ := r.o.Spool.List()
 	now := r.o.Now()
 	var first time.Time
-	for _, e := range envs {
-		if e.Held && !r.stuck[e.ID] && len(e.Pending()) > 0 && e.NextAttempt.After(now) && (first.IsZero() || e.NextAttempt.Before(first)) {
-			first = e.NextAttempt
+	earlier := func(t time.Time) {
+		if t.After(now) && (first.IsZero() || t.Before(first)) {
+			first = t
 		}
 	}
+	for key := range r.blocked {
+		if b, ok := r.waiting(key, now); ok && b.hold != nil {
+			earlier(b.until)
+		}
+	}
+	if _, ok := r.waiting("", now); ok && r.o.Route == nil {
+		return first // nothing leaves before the one route's block ends
+	}
+	r.o.Spool.WalkDue(now.Add(r.o.HoldWait), func(e *spool.Envelope) bool {
+		if e.Held && !r.stuck[e.ID] && len(e.Pending()) > 0 && !e.NextAttempt.After(now.Add(r.o.HoldWait)) {
+			earlier(e.NextAttempt)
+		}
+		return true
+	})
 	return first
 }
 
-// anyDue reports whether some message waits for an attempt now.
+// anyDue reports whether some message waits for an attempt now, on a
+// route that is not blocked. It stops at the first.
 func (r *Runner) anyDue() bool {
-	envs, _ := r.o.Spool.List()
 	now := r.o.Now()
-	for _, e := range envs {
-		if !r.stuck[e.ID] && !e.NextAttempt.After(now) && len(e.Pending()) > 0 {
+	if _, ok := r.waiting("", now); ok && r.o.Route == nil {
+		return false
+	}
+	due := false
+	r.o.Spool.WalkDue(now, func(e *spool.Envelope) bool {
+		if _, blocked := r.waiting(r.route(e), now); blocked {
 			return true
 		}
-	}
-	return false
+		due = !r.stuck[e.ID] && !e.NextAttempt.After(now) && len(e.Pending()) > 0
+		return !due
+	})
+	return due
 }
 
 func (s *Stats) add(o Stats) {
@@ -279,4 +299,6 @@ func (s *Stats) add(o Stats) {
 	s.Bounced += o.Bounced
 	s.Busy += o.Busy
 	s.Damaged += o.Damaged
+	s.Held += o.Held
+	s.Waiting += o.Waiting
 }
