@@ -807,3 +807,45 @@ func TestPausedRelayLeavesQueueUntouched(t *testing.T) {
 		t.Errorf("nextHeld = %v, want the pause's end %v", got, until)
 	}
 }
+
+// BenchmarkRunNothingDue is a -q5m pass over a queue in which nothing is
+// due (every message deferred, its due hint in the envelope's mtime): the
+// cost per queued message must not grow with the queue, and is a stat, not
+// a read.
+func BenchmarkRunNothingDue(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			sp, err := spool.Open(spool.Options{Dir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range n {
+				w, err := sp.Create()
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.WriteString(w, "Subject: x\r\n\r\nbody\r\n")
+				env := &spool.Envelope{From: "s@x", Recipients: []spool.Recipient{{Addr: fmt.Sprintf("r%d@x", i), State: spool.Pending}}}
+				if err := w.Commit(env); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// One run against a relay that answers 451 defers them all.
+			fs := &fakeSession{codes: map[string]int{}}
+			for i := range n {
+				fs.codes[fmt.Sprintf("r%d@x", i)] = 451
+			}
+			r := New(Options{Spool: sp, Dial: func(context.Context, string) (Session, error) { return fs, nil }})
+			if st, err := r.Run(context.Background(), false); err != nil || st.Deferred != n {
+				b.Fatalf("first run: %+v, %v", st, err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if st, _ := r.Run(context.Background(), false); st.Due != 0 {
+					b.Fatalf("a run found %d due", st.Due)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
+		})
+	}
+}
