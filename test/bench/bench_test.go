@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/xml"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,6 +55,19 @@ func TestSmoke(t *testing.T) {
 		"| B4 end-to-end, 1 MiB | 0 ms | relaymail | 1 |",
 		"| B4 peak RSS, largest process | 0 ms | relaymail -odb | 1 |",
 		"ok (2/2 exactly once)",
+		"| B6 submit per message, 20 queued | 0 ms | relaymail | 1 |",
+		"| B6 mailq (-bp), 20 queued | 0 ms | relaymail | 3 |",
+		"| B6 mailq --json, 20 queued | 0 ms | relaymail | 3 |",
+		"| B6 spool on disk, 20 queued | 0 ms | relaymail | 1 |",
+		"| B6 flush (-q), 20 queued | 0 ms | relaymail | 1 |",
+		"| B6 flush throughput, 20 queued | 0 ms | relaymail | 1 |",
+		"| B6 flush most connections at once, 20 queued | 0 ms | relaymail | 1 |",
+		"| B6 flush peak RSS, sum of processes, 20 queued | 0 ms | relaymail | 1 |",
+		"ok (20/20 exactly once)",
+		"## B6 queue at scale",
+		"| submit (-odq, -bq) | relaymail |",
+		"| relaymail submit per message, largest queue over smallest | ≤ 1.2× | — | not measured: one queue size in this run",
+		"| relaymail queue run throughput over dma's, 1000 queued | ≥ 5×, with ≤ 4 connections at once | — | not measured: 1000 is not among -queue-sizes (20) |",
 		"msmtp: **not measured**",
 		"dma: **not measured**: not used in -smoke mode",
 		"![caller and end-to-end times per implementation](BENCH.svg)",
@@ -181,5 +196,76 @@ func TestLargeMessage(t *testing.T) {
 func TestUnescapeMountinfo(t *testing.T) {
 	if got := unescapeMountinfo(`/etc/my\040file\134x`); got != `/etc/my file\x` {
 		t.Errorf("unescapeMountinfo = %q", got)
+	}
+}
+
+// TestCountListing counts the messages of each listing B6 reads, and
+// refuses a listing it cannot count.
+func TestCountListing(t *testing.T) {
+	dmaOut := "ID\t: 9aa36d.55c74f383960\nFrom\t: sender@example.com\nTo\t: rcpt@example.net\n--\n" +
+		"ID\t: 9aa36f.5600e4577960\nFrom\t: sender@example.com\nTo\t: rcpt@example.net\n"
+	text := "-Queue ID-       --Size-- ----Arrival Time---- -Sender/Recipient-------\n" +
+		"01JD2K7QX4ABCDEF     2204 Fri Nov 27 03:45:12  sender@example.com\n" +
+		"                                               rcpt@example.net\n\n"
+	for _, tc := range []struct {
+		name    string
+		k       kind
+		asJSON  bool
+		out     string
+		want    int
+		wantErr string
+	}{
+		{"relaymail, one", relaymailKind, false, text + "-- 3 Kbytes in 1 Request.\n", 1, ""},
+		{"relaymail, many", relaymailKind, false, text + "-- 21524 Kbytes in 10000 Requests.\n", 10000, ""},
+		{"relaymail, empty", relaymailKind, false, "Mail queue is empty\n", 0, ""},
+		{"relaymail, cut short", relaymailKind, false, text, 0, "does not end with"},
+		{"relaymail, wrong plural", relaymailKind, false, text + "-- 3 Kbytes in 2 Request.\n", 0, "does not end with"},
+		{"relaymail --json", relaymailKind, true, "{\"queue_id\":\"a\"}\n{\"queue_id\":\"b\"}\n", 2, ""},
+		{"relaymail --json, empty", relaymailKind, true, "", 0, ""},
+		{"relaymail --json, broken", relaymailKind, true, "{\"queue_id\":\"a\"}\n{\"queue\n", 0, "line 2 is not a JSON object"},
+		{"dma", dmaKind, false, dmaOut, 2, ""},
+		{"dma, empty", dmaKind, false, "Mail queue is empty\n", 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := countListing(tc.k, tc.asJSON, tc.out)
+			switch {
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("countListing(%q) = %d, %v, want an error with %q", tc.out, got, err, tc.wantErr)
+			case tc.wantErr == "" && (err != nil || got != tc.want):
+				t.Errorf("countListing(%q) = %d, %v, want %d", tc.out, got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestQueueFlags parses -queue-sizes and -only.
+func TestQueueFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		sizes   []int
+		only    map[string]bool
+		wantErr string
+	}{
+		{"defaults", nil, []int{1000, 10000}, nil, ""},
+		{"sorted, no repeats", []string{"-queue-sizes", "2000, 200,2000"}, []int{200, 2000}, nil, ""},
+		{"smoke", []string{"-smoke", "-queue-sizes", "5000"}, []int{20}, nil, ""},
+		{"only", []string{"-only", "b6,B1"}, []int{1000, 10000}, map[string]bool{"B1": true, "B6": true}, ""},
+		{"zero", []string{"-queue-sizes", "0"}, nil, nil, "-queue-sizes: \"0\" is not a number of messages"},
+		{"unknown benchmark", []string{"-only", "B7"}, nil, nil, "-only: unknown benchmark \"B7\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			st, ok := parseFlags(tc.args, &stderr)
+			if tc.wantErr != "" {
+				if ok || !strings.Contains(stderr.String(), tc.wantErr) {
+					t.Errorf("parseFlags(%q) = ok %v, stderr %q, want an error with %q", tc.args, ok, stderr.String(), tc.wantErr)
+				}
+				return
+			}
+			if !ok || !slices.Equal(st.queueSizes, tc.sizes) || !maps.Equal(st.only, tc.only) {
+				t.Errorf("parseFlags(%q) = sizes %v, only %v, ok %v (%s), want %v, %v", tc.args, st.queueSizes, st.only, ok, stderr.String(), tc.sizes, tc.only)
+			}
+		})
 	}
 }

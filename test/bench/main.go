@@ -25,6 +25,18 @@
 //   - B4: one -large-mib MiB message, -large-runs times each: the caller's
 //     and the end-to-end time, and the peak RSS of every process of the
 //     implementation taking part (rss.go).
+//   - B6 queue at scale (queuescale.go), once, on loopback only, after the
+//     others, relaymail and dma (msmtp keeps no queue): for each size N of
+//     -queue-sizes, N messages submitted queue-only, the queue listed
+//     (mailq, and relaymail's --json), its size on disk, and one queue run
+//     (-q) with the smarthost up: time, throughput, connections and the
+//     memory of all processes taking part. dma's queue is run only up to
+//     -dma-flush-max messages; above that it is emptied by hand. The
+//     report adds how each per-message cost grows from the smallest N to
+//     the largest, and B6's own targets.
+//
+// -only (a comma list, such as "B6" or "B1,B5") runs only the benchmarks
+// named, for iterating on one of them; the report says which ran.
 //
 // The smarthosts do not record when connections open and close, so B2 and
 // B3 reach them through a counting TCP proxy (proxy.go); B1 and B4 connect
@@ -37,7 +49,7 @@
 // the sandbox (sandbox.go): as root, the benchmark re-executes itself in a
 // mount and network namespace of its own. When a program cannot be had,
 // the report says why and shows the others' figures. -smoke is a tiny run
-// (one of each, no msmtp, no dma) for go test.
+// (one of each, no msmtp, no dma, a queue of 20 in B6) for go test.
 //
 // # Rules for the output
 //
@@ -60,6 +72,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,6 +99,9 @@ type settings struct {
 	atOnceReps  int
 	largeMiB    int
 	largeRuns   int
+	queueSizes  []int           // B6's queue sizes, ascending
+	dmaFlushMax int             // the largest B6 queue dma runs
+	only        map[string]bool // benchmarks to run ("B1".."B6"); nil: all
 	smoke       bool
 	warmup      bool
 	sandbox     bool
@@ -130,12 +147,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer b.close()
 
-	b.startup()
+	if st.selected("B5") {
+		b.startup()
+	}
 	for _, s := range b.stages {
-		b.single(s)
-		b.sequential(s)
-		b.atOnce(s)
-		b.large(s)
+		for _, bm := range []struct {
+			name string
+			run  func(*stage)
+		}{{"B1", b.single}, {"B2", b.sequential}, {"B3", b.atOnce}, {"B4", b.large}} {
+			if st.selected(bm.name) {
+				bm.run(s)
+			}
+		}
+	}
+	if st.selected("B6") {
+		// Loopback only: what B6 measures is local (disk, processes,
+		// memory), and one stage keeps its run within minutes.
+		b.queueScale(b.stages[0])
 	}
 	b.verify()
 
@@ -182,7 +210,10 @@ func parseFlags(args []string, stderr io.Writer) (settings, bool) {
 	fs.IntVar(&st.largeRuns, "large-runs", 3, "B4 runs per implementation")
 	fs.DurationVar(&st.rtt, "rtt", 50*time.Millisecond, "round-trip time of the second stage (test/bench/netem, inside the sandbox); 0 for loopback only")
 	fs.BoolVar(&st.sandbox, "sandbox", true, "as root, run in a mount and network namespace of its own (needed for dma)")
-	fs.BoolVar(&st.smoke, "smoke", false, "tiny run for go test: one run of each, 2 invocations in B2 and B3, 1 MiB in B4, no msmtp, no dma")
+	queueSizes := fs.String("queue-sizes", "1000,10000", "B6's queue sizes: messages queued before listing and running the queue, comma-separated")
+	fs.IntVar(&st.dmaFlushMax, "dma-flush-max", 1000, "largest B6 queue that dma runs (one process and one connection per message); larger ones are emptied by hand")
+	only := fs.String("only", "", "run only these benchmarks, comma-separated (B1 to B6); default all")
+	fs.BoolVar(&st.smoke, "smoke", false, "tiny run for go test: one run of each, 2 invocations in B2 and B3, 1 MiB in B4, a queue of 20 in B6, no msmtp, no dma")
 	if err := fs.Parse(args); err != nil {
 		return st, false
 	}
@@ -194,12 +225,63 @@ func parseFlags(args []string, stderr io.Writer) (settings, bool) {
 		st.runs, st.seq, st.reps, st.warmup = 1, 2, 1, false
 		st.atOnce, st.atOnceReps, st.largeMiB, st.largeRuns = 2, 1, 1, 1
 		st.rtt = min(st.rtt, 10*time.Millisecond)
+		*queueSizes = "20"
 	}
 	if min(st.runs, st.seq, st.reps, st.atOnce, st.atOnceReps, st.largeMiB, st.largeRuns) < 1 {
 		fmt.Fprintln(stderr, "bench: -runs, -seq, -reps, -at-once, -at-once-reps, -large-mib and -large-runs must be at least 1")
 		return st, false
 	}
+	if st.dmaFlushMax < 0 {
+		fmt.Fprintln(stderr, "bench: -dma-flush-max must not be negative")
+		return st, false
+	}
+	var err error
+	if st.queueSizes, err = parseSizes(*queueSizes); err != nil {
+		fmt.Fprintf(stderr, "bench: -queue-sizes: %v\n", err)
+		return st, false
+	}
+	if st.only, err = parseOnly(*only); err != nil {
+		fmt.Fprintf(stderr, "bench: -only: %v\n", err)
+		return st, false
+	}
 	return st, true
+}
+
+// parseSizes parses -queue-sizes: positive numbers, returned ascending and
+// without repeats.
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a number of messages (want, say, 1000,10000)", strings.TrimSpace(f))
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// parseOnly parses -only: "" is every benchmark (nil).
+func parseOnly(s string) (map[string]bool, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	benchmarks := []string{"B1", "B2", "B3", "B4", "B5", "B6"}
+	out := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		name := strings.ToUpper(strings.TrimSpace(f))
+		if !slices.Contains(benchmarks, name) {
+			return nil, fmt.Errorf("unknown benchmark %q (want some of %s)", strings.TrimSpace(f), strings.Join(benchmarks, ","))
+		}
+		out[name] = true
+	}
+	return out, nil
+}
+
+// selected reports whether benchmark name ("B1".."B6") runs.
+func (st settings) selected(name string) bool {
+	return st.only == nil || st.only[name]
 }
 
 const (

@@ -8,8 +8,9 @@ import (
 
 // proxy forwards TCP connections from the network to the smarthost and
 // counts how many are open at once. internal/smarthost records what
-// happens on each connection but not when it opens or closes, so B2 and B3
-// count here.
+// happens on each connection but not when it opens or closes, so B2, B3
+// and B6 count here: the most open at once, and (B6) how many were
+// accepted in all.
 //
 // A connection counts as open from accept until both directions have
 // ended. The proxy copies bytes as they come, with TCP_NODELAY on both legs
@@ -20,10 +21,11 @@ type proxy struct {
 	to string
 	wg sync.WaitGroup
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	open  int
-	peak  int
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	open     int
+	peak     int
+	accepted int // since resetPeak
 }
 
 // startProxy accepts on ln (it takes it over) and forwards to addr.
@@ -34,11 +36,20 @@ func startProxy(ln net.Listener, addr string) *proxy {
 	return p
 }
 
-// resetPeak starts a new measurement: the peak becomes what is open now.
+// resetPeak starts a new measurement: the peak becomes what is open now,
+// and the count of connections accepted starts again from 0.
 func (p *proxy) resetPeak() {
 	p.mu.Lock()
 	p.peak = p.open
+	p.accepted = 0
 	p.mu.Unlock()
+}
+
+// openedSince returns how many connections were accepted since resetPeak.
+func (p *proxy) openedSince() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
 }
 
 // openNow returns how many connections are open.
@@ -108,6 +119,7 @@ func (p *proxy) track(c net.Conn, d int) {
 	if d > 0 {
 		p.conns[c] = struct{}{}
 		p.peak = max(p.peak, p.open)
+		p.accepted++
 	} else {
 		delete(p.conns, c)
 	}

@@ -21,6 +21,7 @@ const (
 	unitMiB                 // peak RSS; the largest is shown
 	unitRTT                 // round trips on the wire; the median is shown
 	unitFlights             // client flights on the wire; the median is shown
+	unitPerSec              // messages per second; the median is shown
 )
 
 // row is one line of the table: one figure of one implementation on one
@@ -68,6 +69,8 @@ func (r *row) format(v float64) string {
 		return fmt.Sprintf("%.1f RTT", v)
 	case unitFlights:
 		return fmt.Sprintf("%.1f", v)
+	case unitPerSec:
+		return fmt.Sprintf("%.0f msg/s", v)
 	}
 	return formatMS(v)
 }
@@ -105,10 +108,10 @@ func (b *bench) find(bench, rtt string, im *impl) *row {
 }
 
 // ratio is the row's figure over the same benchmark's for vs (msmtp or
-// dma), for relaymail's timed rows: relaymail in its default mode and with
-// -odb each against the other program.
+// dma), for relaymail's timed rows and throughputs: relaymail in its
+// default mode and with -odb each against the other program.
 func (b *bench) ratio(r *row, vs *impl) (float64, bool) {
-	if r.impl.kind != relaymailKind || vs == nil || r.unit != unitMS {
+	if r.impl.kind != relaymailKind || vs == nil || (r.unit != unitMS && r.unit != unitPerSec) {
 		return 0, false
 	}
 	v, ok := r.summary()
@@ -148,7 +151,7 @@ func (b *bench) table() string {
 		med := "—"
 		if v, ok := r.summary(); ok {
 			med = r.format(v)
-			if r.unit != unitMS {
+			if r.unit == unitCount || r.unit == unitMiB {
 				med += " (largest)"
 			}
 		}
@@ -239,7 +242,9 @@ func (b *bench) targets() string {
 			wanted += fmt.Sprintf(", with ≤ %d connections", g.conns)
 		}
 		got, verdict := "—", "not measured"
-		if !measured[g.rtt] {
+		if word, _, _ := strings.Cut(g.bench, " "); !b.st.selected(word) {
+			verdict = fmt.Sprintf("not measured: %s not run (-only)", word)
+		} else if !measured[g.rtt] {
 			verdict = "not measured: no " + g.rtt + " stage in this run"
 			if b.noRTT != "" {
 				verdict = b.noRTT
@@ -315,7 +320,7 @@ func (b *bench) report(args []string, svg string) string {
 	var w strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&w, format, a...) }
 	p("# relaymail benchmarks\n\n")
-	p("Written by `make bench` (test/bench, issue 5): B1 to B5 against msmtp\n")
+	p("Written by `make bench` (test/bench, issue 5): B1 to B6 against msmtp\n")
 	p("and dma, on loopback and across a delaying link. Do not edit by hand;\n")
 	p("run `make bench` again.\n\n")
 	if b.st.smoke {
@@ -356,8 +361,19 @@ func (b *bench) report(args []string, svg string) string {
 	if b.st.warmup {
 		p(" after one untimed warm-up run")
 	}
-	p("; B2 %d of %d invocations; B3 %d of %d at once; B4 %d of %d MiB; implementations alternate run by run\n\n",
+	p("; B2 %d of %d invocations; B3 %d of %d at once; B4 %d of %d MiB; implementations alternate run by run",
 		b.st.reps, b.st.seq, b.st.atOnceReps, b.st.atOnce, b.st.largeRuns, b.st.largeMiB)
+	p("; B6 queues of %s messages, each listing %d times, dma's queue run up to %d messages\n", joinInts(b.st.queueSizes), listRuns, b.st.dmaFlushMax)
+	if b.st.only != nil {
+		var ran []string
+		for _, name := range []string{"B1", "B2", "B3", "B4", "B5", "B6"} {
+			if b.st.selected(name) {
+				ran = append(ran, name)
+			}
+		}
+		p("- benchmarks: only %s (-only); the others' rows and targets are missing\n", strings.Join(ran, ", "))
+	}
+	p("\n")
 
 	p("## Results\n\n")
 	p("%s\n", b.table())
@@ -368,6 +384,9 @@ func (b *bench) report(args []string, svg string) string {
 		p("- %s\n", n)
 	}
 	p("\n%s\n", b.targets())
+	if b.st.selected("B6") {
+		p("%s", b.queueReport())
+	}
 	p("%s", b.analysis())
 	if svg != "" {
 		p("![caller and end-to-end times per implementation](%s)\n\n", filepath.Base(svg))
@@ -441,6 +460,30 @@ func (b *bench) report(args []string, svg string) string {
   process's own start-up and disk work.
 
 `)
+	p(`- **B6, queue at scale** (loopback only; relaymail and dma, msmtp keeps
+  no queue): for each queue size N, N messages are submitted one process
+  after the other in queue-only mode (relaymail -odq, dma -bq) through the
+  counting proxy's target; **submit per message** is the callers' total
+  over N. **mailq** lists the queue (-bp; relaymail also -bp --json) %d
+  times: the median wall time, with the output in a file, and the largest
+  peak RSS of the listing process; the listing must show N messages.
+  **spool on disk** is st_blocks × 512 of every file and directory in the
+  spool. **flush** is one queue run (-q) with the smarthost up, from its
+  start until the last message arrived or the process exited, whichever
+  is later (dma's -q returns at once and its forked processes deliver);
+  **throughput** is N over that time, **connections opened** how many the
+  proxy accepted in all. **Peak RSS, sum of processes** is the largest
+  sum of VmRSS of the processes of the queue run alive at one poll of
+  /proc (shared pages count once per process; see test/bench/rss.go).
+  For relaymail/dma, a throughput row's ratio above 1 means relaymail is
+  faster. dma's queue runs only up to -dma-flush-max (%d) messages: it
+  forks one process per message, with no limit, each opening a connection
+  of its own; above that its queued messages are deleted and left out of
+  the check.
+  The growth table divides each per-message cost at the largest N by the
+  same at the smallest.
+
+`, listRuns, b.st.dmaFlushMax)
 	return w.String()
 }
 
@@ -494,6 +537,11 @@ func (b *bench) figure(bench, rtt string, im *impl) float64 {
 // analysis explains the targets that are hard for a Go program, with this
 // run's figures: where the time goes and what would close the gap.
 func (b *bench) analysis() string {
+	for _, name := range []string{"B1", "B2", "B3", "B5"} {
+		if !b.st.selected(name) {
+			return "" // its figures are not there to explain
+		}
+	}
 	var floor, hello *impl
 	for _, r := range b.rows {
 		if r.impl.kind == floorKind && strings.HasPrefix(r.impl.name, "/bin/true") {

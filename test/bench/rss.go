@@ -3,7 +3,9 @@ package main
 // B4 measures the peak resident set size of every process of an
 // implementation that takes part in sending one message: the process the
 // caller started and whatever it starts (relaymail's detached --drain
-// child, dma's delivery process, which outlive the caller).
+// child, dma's delivery process, which outlive the caller). B6 measures
+// the same for listing the queue and running it, and also the most memory
+// the processes taking part held together at one moment.
 //
 // # Method
 //
@@ -20,6 +22,15 @@ package main
 // set size") of /proc/<pid>/status; the kernel keeps that high-water mark
 // itself, so polling misses only growth in a process's last pollEvery.
 // The poller stops once every process it found has exited.
+//
+// At each poll it also adds up the VmRSS (resident now) of the processes
+// taking part that are alive, and keeps the largest sum: the memory a
+// queue run of many processes (dma forks one per message) holds at once.
+// Pages the processes share, such as the program's text and its
+// libraries, count once per process, as in top's RES column; a process
+// that lives between two polls adds nothing to a sum. A poll over many
+// processes takes longer than pollEvery: the poller then waits as long as
+// the poll took, so that it uses at most about half a CPU.
 //
 // For the started process the kernel's own figure is a cross-check:
 // ru_maxrss from wait4 (ProcessState.SysUsage). It is an upper bound only:
@@ -64,6 +75,7 @@ type watcher struct {
 	stop      chan struct{}
 	done      chan []procPeak
 	lingered  bool
+	sumKiB    int64 // the largest sum of VmRSS at one poll; read after finish
 }
 
 // watch starts polling for the process tree of pid, started from bin.
@@ -92,11 +104,14 @@ func (w *watcher) finish() []procPeak {
 	return <-w.done
 }
 
+// sumPeakKiB returns the largest sum of the VmRSS of the processes alive
+// at one poll, in KiB. Call it after finish.
+func (w *watcher) sumPeakKiB() int64 { return w.sumKiB }
+
 func (w *watcher) run() {
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
 	var deadline time.Time
 	for {
+		began := time.Now()
 		alive := w.poll()
 		select {
 		case <-w.stop:
@@ -115,7 +130,7 @@ func (w *watcher) run() {
 			w.done <- out
 			return
 		}
-		<-tick.C
+		time.Sleep(max(pollEvery, time.Since(began)))
 	}
 }
 
@@ -129,6 +144,7 @@ func (w *watcher) poll() int {
 	names, _ := d.Readdirnames(-1)
 	d.Close()
 	alive := 0
+	var sum int64
 	for _, n := range names {
 		pid, err := strconv.Atoi(n)
 		if err != nil {
@@ -142,11 +158,12 @@ func (w *watcher) poll() int {
 		if !part {
 			continue
 		}
-		kib, ok := vmHWM(pid)
+		kib, rss, ok := vmStatus(pid)
 		if !ok {
 			continue // exited: a zombie has no memory left
 		}
 		alive++
+		sum += rss
 		p := w.peaks[pid]
 		if p == nil {
 			p = &procPeak{pid: pid}
@@ -162,6 +179,7 @@ func (w *watcher) poll() int {
 			}
 		}
 	}
+	w.sumKiB = max(w.sumKiB, sum)
 	return alive
 }
 
@@ -212,10 +230,30 @@ func procStat(pid int) (ppid int, start uint64, ok bool) {
 	return ppid, start, err1 == nil && err2 == nil
 }
 
-// vmHWM returns the peak resident set size of pid in KiB, and false once
-// it has exited.
-func vmHWM(pid int) (int64, bool) {
-	return statusKiB(fmt.Sprintf("/proc/%d/status", pid), "VmHWM:")
+// vmStatus returns the peak (VmHWM) and current (VmRSS) resident set size
+// of pid in KiB, read in one pass, and false once it has exited.
+func vmStatus(pid int) (hwm, rss int64, ok bool) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	var okHWM, okRSS bool
+	sc := bufio.NewScanner(f)
+	for sc.Scan() && !(okHWM && okRSS) {
+		if v, found := strings.CutPrefix(sc.Text(), "VmHWM:"); found {
+			hwm, okHWM = parseKiB(v)
+		} else if v, found := strings.CutPrefix(sc.Text(), "VmRSS:"); found {
+			rss, okRSS = parseKiB(v)
+		}
+	}
+	return hwm, rss, okHWM && okRSS
+}
+
+// parseKiB parses the value of a /proc status line, "   123 kB".
+func parseKiB(v string) (int64, bool) {
+	n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+	return n, err == nil
 }
 
 // statusKiB reads a "Key:  123 kB" line of a /proc status file.
@@ -228,8 +266,7 @@ func statusKiB(path, key string) (int64, bool) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n, err == nil
+			return parseKiB(v)
 		}
 	}
 	return 0, false

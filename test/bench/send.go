@@ -108,6 +108,12 @@ type proc struct {
 // for the process, not for the pipes, and relaymail -odb's detached child
 // and dma's delivery process may hold them open after the parent exits.
 func (b *bench) start(im *impl, stdin io.Reader, args ...string) (*proc, error) {
+	return b.startTo(im, stdin, nil, args...)
+}
+
+// startTo is start with stdout going to stdout (nil: /dev/null), for a
+// listing the benchmark reads.
+func (b *bench) startTo(im *impl, stdin io.Reader, stdout *os.File, args ...string) (*proc, error) {
 	errFile, err := os.CreateTemp(b.dir, "stderr-")
 	if err != nil {
 		return nil, fmt.Errorf("create stderr file: %v", err)
@@ -118,6 +124,9 @@ func (b *bench) start(im *impl, stdin io.Reader, args ...string) (*proc, error) 
 	cmd.Dir = b.dir
 	cmd.Stderr = errFile
 	cmd.Stdin = stdin
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	p := &proc{im: im, cmd: cmd, errFile: errFile, start: time.Now()}
 	if err := cmd.Start(); err != nil {
 		errFile.Close()
