@@ -179,6 +179,10 @@ type Runner struct {
 	downs   map[string]int // dial failures in a row per route, for the backoff
 }
 
+// maxDownWait bounds how long a runner leaves a relay that could not be
+// reached alone before it dials again (forced runs dial at once).
+const maxDownWait = 5 * time.Minute
+
 // block is why and until when a route's messages wait.
 type block struct {
 	until time.Time
@@ -552,8 +556,11 @@ func (r *Runner) wait(batch []*spool.Item, key string, dialErr error, st *Stats)
 	}
 	_, known := r.blocked[key]
 	if !known {
+		// The backoff of a message, but at most maxDownWait: a long-lived
+		// runner (-q5m, -bd) must find the relay back soon, and new mail
+		// waits for the block to end.
 		r.downs[key]++
-		r.blocked[key] = block{until: now.Add(r.o.Backoff(r.downs[key]))}
+		r.blocked[key] = block{until: now.Add(min(r.o.Backoff(r.downs[key]), maxDownWait))}
 	}
 	for k, item := range batch {
 		if k == 0 && !known || r.expired(item.Env, now) {
