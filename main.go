@@ -1641,7 +1641,9 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 				noteStore(store.Unreachable(o.Addr, strings.TrimPrefix(err.Error(), o.Addr+": ")))
 				return nil, err
 			}
-			noteStore(store.Reachable(o.Addr))
+			if s.o.Addr == o.Addr { // not a fallback host: the primary answered
+				noteStore(store.Reachable(o.Addr))
+			}
 			return &relaySession{s: s, store: store, throttled: store.Throttled(s.o.Addr), log: log,
 				pause: time.Duration(cfg.SmarthostOf(route).ThrottlePause)}, nil
 		},
@@ -1658,6 +1660,15 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 				return n, nil, release
 			}
 			return granted, &queue.Hold{Until: next, Reason: fmt.Sprintf("rate limit %s for %s", pol, sh.Addr())}, release
+		},
+		Down: func(route string) (int, time.Time) {
+			o, err := optsFor(route)
+			if err != nil {
+				return 0, time.Time{}
+			}
+			out, err := store.Down(o.Addr)
+			noteStore(err)
+			return out.Failures, out.Last
 		},
 		MaxPerSession: func(route string) int { return cfg.SmarthostOf(route).MaxMessagesPerConnection },
 		Hint: func(env *spool.Envelope, res queue.Result) string {
@@ -2003,7 +2014,11 @@ func (p *process) listQueue(cfg *Config, inv Invocation) error {
 			return !admin && e.UID != p.priv.UID || yield(e)
 		})
 	}
-	err = queue.WriteListing(p.stdout, envs, p.now(), inv.JSON)
+	var waiting func(*spool.Envelope) string
+	if inv.JSON {
+		waiting = p.waitingFor(cfg, sp)
+	}
+	err = queue.WriteListing(p.stdout, envs, p.now(), inv.JSON, waiting)
 	if admin {
 		for _, e := range errs {
 			fmt.Fprintf(p.stderr, "%s: %v\n", p.name, e)
@@ -2060,16 +2075,49 @@ func (p *process) writeLimits(cfg *Config, sp *spool.Spool) {
 				fmt.Fprintf(p.stdout, "-- %s: paused until %s (in %s): it asked us to slow down (%s)\n",
 					host, until.Format("15:04:05"), until.Sub(now).Round(time.Second), reason)
 			}
-			if since, n, reason, err := store.Down(host); err == nil && n > 0 {
-				attempts := "attempts"
-				if n == 1 {
-					attempts = "attempt"
-				}
-				fmt.Fprintf(p.stdout, "-- %s: no session since %s (%d failed %s in a row, the last: %s); its messages wait for the next queue run\n",
-					host, since.Local().Format("Jan _2 15:04:05"), n, attempts, reason)
+			if out, err := store.Down(host); err == nil && out.Failures > 0 {
+				fmt.Fprintf(p.stdout, "-- %s: %s\n", host, outageText(out))
 			}
 		}
 	}
+}
+
+// waitingFor says, for mailq --json, what the due messages of a route wait
+// for: what mailq's footer says of its smarthost (unreachable, paused, or
+// its rate limit used up), read once per smarthost.
+func (p *process) waitingFor(cfg *Config, sp *spool.Spool) func(*spool.Envelope) string {
+	store := limits.Open(sp.Dir(), p.now)
+	now := p.now()
+	said := map[*Smarthost]string{}
+	return func(e *spool.Envelope) string {
+		_, sh := cfg.RouteFor(e.From)
+		if why, ok := said[sh]; ok {
+			return why
+		}
+		addr := sh.Addr()
+		var why string
+		if out, err := store.Down(addr); err == nil && out.Failures > 0 {
+			why = addr + ": " + outageText(out)
+		} else if until, reason, err := store.Paused(addr); err == nil && !until.IsZero() {
+			why = fmt.Sprintf("%s: paused until %s: it asked us to slow down (%s)", addr, until.Format(time.RFC3339), reason)
+		} else if pol := sh.Policy(); !pol.Zero() {
+			if next, _, _, err := store.Next(sh.LimitKey(), pol); err == nil && next.After(now) {
+				why = fmt.Sprintf("%s: rate limit %s; the next message may leave at %s", addr, pol, next.Format(time.RFC3339))
+			}
+		}
+		said[sh] = why
+		return why
+	}
+}
+
+// outageText says since when a smarthost could not be reached, for mailq.
+func outageText(out limits.Outage) string {
+	attempts := "attempts"
+	if out.Failures == 1 {
+		attempts = "attempt"
+	}
+	return fmt.Sprintf("no session since %s (%d failed %s in a row, the last: %s); its messages wait for the next queue run",
+		out.Since.Local().Format("Jan _2 15:04:05"), out.Failures, attempts, out.Reason)
 }
 
 // own keeps the envelopes of messages the caller queued.

@@ -108,6 +108,7 @@ type state struct {
 	// to open a session; Failures counts them, DownReason is the last
 	// one's. A session that opens clears them.
 	DownSince  int64  `json:"down_since,omitempty"`
+	LastFail   int64  `json:"last_failure,omitempty"`
 	Failures   int    `json:"failures,omitempty"`
 	DownReason string `json:"down_reason,omitempty"`
 }
@@ -298,9 +299,11 @@ func (s *Store) Clear(host string) error {
 // for it untouched, so this is what mailq shows of the reason.
 func (s *Store) Unreachable(host, reason string) error {
 	return s.update("host:"+host, func(st *state) bool {
+		now := s.now().UnixMilli()
 		if st.DownSince == 0 {
-			st.DownSince = s.now().UnixMilli()
+			st.DownSince = now
 		}
+		st.LastFail = now
 		st.Failures++
 		st.DownReason = reason
 		return true
@@ -317,20 +320,27 @@ func (s *Store) Reachable(host string) error {
 		if st.Failures == 0 {
 			return false
 		}
-		st.DownSince, st.Failures, st.DownReason = 0, 0, ""
+		st.DownSince, st.LastFail, st.Failures, st.DownReason = 0, 0, 0, ""
 		return true
 	})
 }
 
-// Down returns since when attempts to open a session with host have
-// failed, how many in a row, and the last one's reason; a zero time when
-// the last attempt worked.
-func (s *Store) Down(host string) (since time.Time, failures int, reason string, err error) {
+// Outage is what Down knows of a host that could not be reached.
+type Outage struct {
+	Since    time.Time // the first failed attempt in a row
+	Last     time.Time // the last one
+	Failures int       // how many in a row; 0: the last attempt worked
+	Reason   string    // the last one's
+}
+
+// Down returns the failed attempts in a row to open a session with host;
+// the zero Outage when the last attempt worked.
+func (s *Store) Down(host string) (Outage, error) {
 	st, err := s.read("host:" + host)
 	if err != nil || st.Failures == 0 {
-		return time.Time{}, 0, "", err
+		return Outage{}, err
 	}
-	return time.UnixMilli(st.DownSince), st.Failures, st.DownReason, nil
+	return Outage{Since: time.UnixMilli(st.DownSince), Last: time.UnixMilli(st.LastFail), Failures: st.Failures, Reason: st.DownReason}, nil
 }
 
 // path is the file of key: readable, and unique by a hash.

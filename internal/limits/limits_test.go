@@ -276,8 +276,8 @@ func TestRecipientThrottling(t *testing.T) {
 // clears them.
 func TestDown(t *testing.T) {
 	s, c := newStore(t)
-	if since, n, _, err := s.Down("mx:587"); !since.IsZero() || n != 0 || err != nil {
-		t.Fatalf("Down of a new host = %v, %d, %v", since, n, err)
+	if o, err := s.Down("mx:587"); o != (Outage{}) || err != nil {
+		t.Fatalf("Down of a new host = %+v, %v", o, err)
 	}
 	first := c.now()
 	if err := s.Unreachable("mx:587", "cannot connect: connection refused"); err != nil {
@@ -286,20 +286,20 @@ func TestDown(t *testing.T) {
 	c.add(time.Minute)
 	until, _, _ := s.Throttle("mx:587", "421 slow down", 0)
 	s.Unreachable("mx:587", "cannot connect: no route to host")
-	since, n, why, err := s.Down("mx:587")
-	if !since.Equal(first) || n != 2 || why != "cannot connect: no route to host" || err != nil {
-		t.Errorf("Down = %v, %d, %q, %v; want %v, 2, the last reason", since, n, why, err, first)
+	o, err := s.Down("mx:587")
+	if want := (Outage{Since: first, Last: c.now(), Failures: 2, Reason: "cannot connect: no route to host"}); !o.Since.Equal(want.Since) || !o.Last.Equal(want.Last) || o.Failures != 2 || o.Reason != want.Reason || err != nil {
+		t.Errorf("Down = %+v, %v; want %+v", o, err, want)
 	}
 	if err := s.Reachable("mx:587"); err != nil {
 		t.Fatal(err)
 	}
-	if since, n, _, _ := s.Down("mx:587"); !since.IsZero() || n != 0 {
-		t.Errorf("Down after Reachable = %v, %d", since, n)
+	if o, _ := s.Down("mx:587"); o != (Outage{}) {
+		t.Errorf("Down after Reachable = %+v", o)
 	}
 	if u, _, _ := s.Paused("mx:587"); !u.Equal(until) {
 		t.Errorf("Reachable ended the pause: Paused = %v, want %v", u, until)
 	}
-	if since, _, _, _ := s.Down("other:25"); !since.IsZero() {
-		t.Errorf("another host is down: %v", since)
+	if o, _ := s.Down("other:25"); o.Failures != 0 {
+		t.Errorf("another host is down: %+v", o)
 	}
 }

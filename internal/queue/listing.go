@@ -24,13 +24,21 @@ import (
 //	                                               alice@example.net
 //
 //	-- 2 Kbytes in 1 Request.
-func WriteListing(w io.Writer, envs iter.Seq[*spool.Envelope], now time.Time, asJSON bool) error {
+//
+// waiting, when not nil, says what a due message waits for instead (its
+// relay cannot be reached, is paused, or its rate limit is used up), for
+// the JSON's "waiting_for"; the text's footer says it once per relay.
+func WriteListing(w io.Writer, envs iter.Seq[*spool.Envelope], now time.Time, asJSON bool, waiting func(*spool.Envelope) string) error {
 	bw := bufio.NewWriter(w)
 	if asJSON {
 		enc := json.NewEncoder(bw)
 		var err error
 		for e := range envs {
-			if err = enc.Encode(listEntry(e, now)); err != nil {
+			j := listEntry(e, now)
+			if waiting != nil && !e.NextAttempt.After(now) {
+				j.WaitingFor = waiting(e)
+			}
+			if err = enc.Encode(j); err != nil {
 				break
 			}
 		}
@@ -105,6 +113,7 @@ type jsonEntry struct {
 	NextAttempt int64           `json:"next_attempt"`
 	DueIn       float64         `json:"due_in_seconds"`
 	LastError   string          `json:"last_error,omitempty"`
+	WaitingFor  string          `json:"waiting_for,omitempty"`
 	Recipients  []jsonRecipient `json:"recipients"`
 }
 

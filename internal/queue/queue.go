@@ -138,6 +138,12 @@ type Options struct {
 	// HoldWait is how long a Drain waits for held messages to come due
 	// before it leaves them to the next queue run. Default 15 minutes.
 	HoldWait time.Duration
+	// Down says how many attempts in a row to reach route's relay have
+	// failed, in any process, and when the last one did; 0 when the last
+	// worked. Runs that are not forced then leave the route's messages
+	// waiting, without a dial, as this runner would after its own
+	// failure. nil: only this runner's own failures count.
+	Down func(route string) (failures int, last time.Time)
 }
 
 // Hold keeps a message waiting without an attempt: the route's rate limit
@@ -189,6 +195,30 @@ type block struct {
 	hold  *Hold // a pause or a rate limit; nil: the relay is down
 }
 
+// downWait is how long a relay that could not be reached failures times
+// in a row is left alone.
+func (r *Runner) downWait(failures int) time.Duration {
+	return min(r.o.Backoff(failures), maxDownWait)
+}
+
+// learn blocks route when another process found its relay down lately
+// (Options.Down), unless it is blocked already. asked remembers the routes
+// learnt about, so that each is asked once per run.
+func (r *Runner) learn(route string, now time.Time, asked map[string]bool) {
+	if r.o.Down == nil || asked[route] {
+		return
+	}
+	asked[route] = true
+	if _, ok := r.blocked[route]; ok {
+		return
+	}
+	if n, last := r.o.Down(route); n > 0 {
+		if until := last.Add(r.downWait(n)); until.After(now) {
+			r.blocked[route] = block{until: until}
+		}
+	}
+}
+
 // waiting reports whether route is blocked at now.
 func (r *Runner) waiting(route string, now time.Time) (block, bool) {
 	b, ok := r.blocked[route]
@@ -226,7 +256,7 @@ func New(o Options) *Runner {
 	if o.HoldWait == 0 {
 		o.HoldWait = 15 * time.Minute
 	}
-	return &Runner{o: o, stuck: map[string]bool{}}
+	return &Runner{o: o, stuck: map[string]bool{}, blocked: map[string]block{}, downs: map[string]int{}}
 }
 
 // DefaultBackoff doubles from one minute up to one hour.
@@ -337,9 +367,6 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		routes[""] = &routeState{dialErr: r.dialErr}
 	}
 	r.kept, r.dialErr = nil, nil
-	if r.blocked == nil {
-		r.blocked, r.downs = map[string]block{}, map[string]int{}
-	}
 	if force {
 		// Asked to try everything: a relay found down earlier is dialled
 		// again (pauses and rate limits still hold, in Dial and Limit).
@@ -367,6 +394,7 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 		}
 	}()
 	downNow := map[string]bool{} // routes whose dial failed in this run
+	asked := map[string]bool{}   // routes whose relay's state was read (learn)
 	// Due messages are locked and collected into a batch per route, which
 	// goes in one SendBatch when the session can, or one by one.
 	flush := func(rs *routeState, key string) {
@@ -395,6 +423,15 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 					rs.sess.Close()
 					rs.sess = nil
 				}
+				if ctx.Err() != nil {
+					// Stopping: what has no session stays as it is, not
+					// recorded as a relay that is down.
+					for _, item := range rs.batch {
+						item.Unlock()
+					}
+					rs.batch = nil
+					break
+				}
 				// A dial failure blocks the route for the rest of this
 				// run, and for this runner's later runs until the backoff
 				// ends: no connection attempt per message.
@@ -408,7 +445,7 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 					release(len(rs.batch)) // they never reach the smarthost
 					release = nil
 				}
-				r.wait(rs.batch, key, rs.dialErr, &st)
+				r.wait(rs.batch, key, rs.dialErr, !downNow[key], &st)
 				downNow[key] = true
 				rs.batch = nil
 				break
@@ -458,6 +495,9 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 			}
 			if seen[env.ID] || r.stuck[env.ID] || !force && env.NextAttempt.After(now) {
 				return true
+			}
+			if !force {
+				r.learn(r.route(env), now, asked)
 			}
 			if b, ok := r.waiting(r.route(env), now); ok {
 				// Its route waits. When this run found the relay down,
@@ -543,7 +583,11 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 // the others keep their envelopes untouched, so that a queue of thousands
 // costs one connection attempt and one envelope write per run, not one
 // per message, and all of them are due the moment the relay is back.
-func (r *Runner) wait(batch []*spool.Item, key string, dialErr error, st *Stats) {
+//
+// first says this run has not found the relay down before: it records the
+// attempt and sets the block (over a rate-limit block this run may have
+// set already).
+func (r *Runner) wait(batch []*spool.Item, key string, dialErr error, first bool, st *Stats) {
 	now := r.o.Now()
 	if h := (*Hold)(nil); errors.As(dialErr, &h) {
 		r.blocked[key] = block{until: h.Until, hold: h}
@@ -554,16 +598,15 @@ func (r *Runner) wait(batch []*spool.Item, key string, dialErr error, st *Stats)
 		}
 		return
 	}
-	_, known := r.blocked[key]
-	if !known {
+	if first {
 		// The backoff of a message, but at most maxDownWait: a long-lived
 		// runner (-q5m, -bd) must find the relay back soon, and new mail
 		// waits for the block to end.
 		r.downs[key]++
-		r.blocked[key] = block{until: now.Add(min(r.o.Backoff(r.downs[key]), maxDownWait))}
+		r.blocked[key] = block{until: now.Add(r.downWait(r.downs[key]))}
 	}
 	for k, item := range batch {
-		if k == 0 && !known || r.expired(item.Env, now) {
+		if k == 0 && first || r.expired(item.Env, now) {
 			out, err := r.deliver(item, nil, dialErr, false)
 			r.recorded(item, err)
 			st.count(out)

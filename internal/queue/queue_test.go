@@ -724,11 +724,16 @@ func TestDownRelayLeavesQueueUntouched(t *testing.T) {
 	if r.anyDue() {
 		t.Errorf("anyDue says yes while the only route waits for its relay")
 	}
+	// Its block ends: a run that is not forced dials again.
+	c.t = c.t.Add(maxDownWait)
+	if r.Run(context.Background(), false); *dials != 2 {
+		t.Errorf("after the block a run made %d dials in all, want 2", *dials)
+	}
 
 	// Back: a forced run delivers all of them, over one dial.
 	dialErr = nil
 	st, _ = r.Run(context.Background(), true)
-	if *dials != 2 || st.Delivered != 20 || len(fs.sent) != 20 {
+	if *dials != 3 || st.Delivered != 20 || len(fs.sent) != 20 {
 		t.Errorf("the relay is back: %+v, %d dials, %d sent; want 20 delivered over one more dial", st, *dials, len(fs.sent))
 	}
 }
@@ -737,11 +742,12 @@ func TestDownRelayLeavesQueueUntouched(t *testing.T) {
 // and bounce, each one, though the others are left untouched.
 func TestDownRelayExpires(t *testing.T) {
 	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	r, sp, _, dials, bounces := blockedSetup(t, 5, c, func() (Session, error) { return nil, errors.New("connection refused") }, nil)
+	const n = 2*batchMessages + 20 // past the first batch
+	r, sp, _, dials, bounces := blockedSetup(t, n, c, func() (Session, error) { return nil, errors.New("connection refused") }, nil)
 	c.t = c.t.Add(2 * time.Hour)
 	st, _ := r.Run(context.Background(), false)
-	if *dials != 1 || len(*bounces) != 5 || st.Bounced != 5 {
-		t.Errorf("expired with the relay down: %+v, %d dials, bounces %q; want 5 bounced over 1 dial", st, *dials, *bounces)
+	if *dials != 1 || len(*bounces) != n || st.Bounced != n {
+		t.Errorf("expired with the relay down: %+v, %d dials, %d bounces; want %d bounced over 1 dial", st, *dials, len(*bounces), n)
 	}
 	if envs, _ := sp.List(); len(envs) != 0 {
 		t.Errorf("%d messages stay queued", len(envs))
@@ -847,5 +853,69 @@ func BenchmarkRunNothingDue(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
 		})
+	}
+}
+
+// TestDownRouteSparesOthers: one route's relay is down; the other route's
+// messages, queued after many of the first's, are delivered in the same
+// run, and the slots the down route reserved are given back.
+func TestDownRouteSparesOthers(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &fakeSession{}
+	dials := map[string]int{}
+	released := 0
+	r := New(Options{
+		Spool: sp,
+		Route: func(env *spool.Envelope) string { return strings.TrimSuffix(env.From, "@x") },
+		Dial: func(_ context.Context, route string) (Session, error) {
+			dials[route]++
+			if route == "down" {
+				return nil, errors.New("connection refused")
+			}
+			return fs, nil
+		},
+		Limit: func(route string, n int) (int, *Hold, func(int)) {
+			return n, nil, func(k int) { released += k }
+		},
+		Now: c.now,
+	})
+	const downs = 2*batchMessages + 10
+	for i := range downs {
+		enqueue(t, sp, c, "down@x", fmt.Sprintf("d%03d@x", i))
+	}
+	for i := range 5 {
+		enqueue(t, sp, c, "up@x", fmt.Sprintf("u%d@x", i))
+	}
+	st, _ := r.Run(context.Background(), false)
+	if len(fs.sent) != 5 || dials["down"] != 1 || dials["up"] != 1 {
+		t.Errorf("sent %q with dials %v; want the 5 of the working route, one dial each", fs.sent, dials)
+	}
+	if st.Attempted != 6 || st.Waiting != downs-1 {
+		t.Errorf("stats %+v; want 6 attempted (5 sent, 1 recording the failure), %d waiting", st, downs-1)
+	}
+	if released != batchMessages {
+		t.Errorf("%d rate-limit slots given back, want the %d of the batch that never left", released, batchMessages)
+	}
+}
+
+// TestDownLearnt: a relay another process found down lately is left alone
+// by runs that are not forced, without a dial; a forced run dials it.
+func TestDownLearnt(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	r, _, _, dials, _ := blockedSetup(t, 3, c, func() (Session, error) { return nil, errors.New("connection refused") }, nil)
+	r.o.Down = func(string) (int, time.Time) { return 2, c.t.Add(-10 * time.Second) }
+	st, _ := r.Run(context.Background(), false)
+	if *dials != 0 || st.Attempted != 0 || st.Waiting == 0 {
+		t.Errorf("a relay found down 10s ago: %+v, %d dials; want none, the messages waiting", st, *dials)
+	}
+	if r.anyDue() {
+		t.Errorf("anyDue says yes while the relay is known down")
+	}
+	if r.Run(context.Background(), true); *dials != 1 {
+		t.Errorf("a forced run made %d dials, want 1", *dials)
 	}
 }

@@ -173,6 +173,7 @@ func (r *Runner) Drain(ctx context.Context, slots int, linger time.Duration) (St
 			var sess Session
 			if sess, r.dialErr = r.o.Dial(ctx, ""); sess != nil {
 				r.kept = map[string]Session{"": sess}
+				delete(r.downs, "")
 			}
 		}
 		var busy time.Time // since when passes have found only busy messages
@@ -277,11 +278,16 @@ func (r *Runner) nextHeld() time.Time {
 // route that is not blocked. It stops at the first.
 func (r *Runner) anyDue() bool {
 	now := r.o.Now()
-	if _, ok := r.waiting("", now); ok && r.o.Route == nil {
-		return false
+	asked := map[string]bool{}
+	if r.o.Route == nil {
+		r.learn("", now, asked)
+		if _, ok := r.waiting("", now); ok {
+			return false
+		}
 	}
 	due := false
 	r.o.Spool.WalkDue(now, func(e *spool.Envelope) bool {
+		r.learn(r.route(e), now, asked)
 		if _, blocked := r.waiting(r.route(e), now); blocked {
 			return true
 		}

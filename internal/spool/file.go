@@ -334,16 +334,18 @@ func flock(f *os.File, how int) error {
 	return ferr
 }
 
-// setDueHint sets an envelope file's modification time to next, when that
-// is in the future: the due hint that [Spool.WalkDue] reads with one stat.
-// It is best effort: without it the file keeps the time it was written,
-// and walks read it as one that may be due.
-func (s *Spool) setDueHint(f *os.File, next time.Time) {
+// setDueHint sets the modification time of the envelope file at path (a
+// temporary name of ours) to next, when that is in the future: the due
+// hint that [Spool.WalkDue] reads with one stat. It uses utimensat on the
+// name, which needs no /proc (futimes does, on Linux). It is best effort:
+// without it the file keeps the time it was written, and walks read it as
+// one that may be due.
+func (s *Spool) setDueHint(path string, next time.Time) {
 	if !next.After(s.now()) {
 		return
 	}
-	tv := unix.NsecToTimeval(next.UnixNano())
-	unix.Futimes(int(f.Fd()), []unix.Timeval{tv, tv})
+	ts := unix.NsecToTimespec(next.UnixNano())
+	unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // changedAt is the age Cleanup judges a file by: its modification time,

@@ -127,7 +127,7 @@ func (it *Item) Update() error {
 	defer f.Close()
 	err = s.writeAll(f, data)
 	if err == nil {
-		s.setDueHint(f, it.Env.NextAttempt)
+		s.setDueHint(tmp, it.Env.NextAttempt)
 		err = s.sync(f)
 	}
 	if err == nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -219,4 +220,58 @@ func lastLine(s string) string {
 		}
 	}
 	return last
+}
+
+// TestRelayDownLeavesQueueUntouched: with the relay down, a queue run makes
+// one connection attempt, records it on one message and leaves the others'
+// envelopes as they were; mailq says why they wait (the footer, and
+// waiting_for in --json); when the relay is back every message is due and
+// goes once, and mailq forgets the outage.
+func TestRelayDownLeavesQueueUntouched(t *testing.T) {
+	s := newSetup(t, smarthost.Options{HashOnly: true}, "", "")
+	want := s.fillQueue(5)
+	before := map[string]os.FileInfo{}
+	for _, name := range s.spoolFiles() {
+		if strings.HasSuffix(name, ".env") {
+			fi, err := os.Stat(filepath.Join(s.dir, "spool", name))
+			must(t, err)
+			before[name] = fi
+		}
+	}
+	s.pointAt(deadPort(t))
+	o := s.run("", "-q", "-v")
+	wantCode(t, o, 0, "")
+	if !strings.Contains(o.stderr, "queue run: 1 attempted, 0 delivered, 1 deferred") || !strings.Contains(o.stderr, "4 left waiting for the relay") {
+		t.Errorf("sendmail -q -v said %q", lastLine(o.stderr))
+	}
+	unchanged := 0
+	for name, fi := range before {
+		now, err := os.Stat(filepath.Join(s.dir, "spool", name))
+		if err == nil && os.SameFile(fi, now) {
+			unchanged++
+		}
+	}
+	if unchanged != 4 {
+		t.Errorf("%d of 5 envelopes unchanged, want 4 (one records the attempt)", unchanged)
+	}
+	l := s.run("", "-bp")
+	if !regexp.MustCompile(`(?m)^-- 127\.0\.0\.1:\d+: no session since .* \(1 failed attempt in a row, the last: cannot connect: connection refused\); its messages wait for the next queue run$`).MatchString(l.stdout) {
+		t.Errorf("mailq does not say why the queue waits:\n%s", l.stdout)
+	}
+	j := s.run("", "-bp", "--json")
+	if n := strings.Count(j.stdout, `"waiting_for":"127.0.0.1:`); n != 4 {
+		t.Errorf("mailq --json: %d entries say what they wait for, want the 4 due ones:\n%s", n, j.stdout)
+	}
+
+	s.pointAt(s.srv.Port())
+	wantCode(t, s.run("", "-q"), 0, "")
+	got := s.arrivals(want)
+	for rcpt := range want {
+		if got[rcpt] != 1 {
+			t.Errorf("%s received %d copies, want 1", rcpt, got[rcpt])
+		}
+	}
+	if l := s.run("", "-bp"); strings.TrimSpace(l.stdout) != "Mail queue is empty" {
+		t.Errorf("mailq after the relay came back =\n%s", l.stdout)
+	}
 }
