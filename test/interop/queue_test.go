@@ -249,8 +249,10 @@ func spoolLeft(t *testing.T, dir string) []string {
 			return err
 		}
 		rel := strings.TrimPrefix(path, dir+"/")
-		if d.IsDir() && rel == "run" {
-			return filepath.SkipDir // runner slot locks, kept between runs
+		if d.IsDir() && (rel == "run" || rel == "limits") {
+			// Runner slot locks, and the smarthosts' state (rate limits,
+			// pauses, an outage), kept between runs.
+			return filepath.SkipDir
 		}
 		if !d.IsDir() {
 			left = append(left, rel)
