@@ -369,12 +369,9 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 	r.kept, r.dialErr = nil, nil
 	if force {
 		// Asked to try everything: a relay found down earlier is dialled
-		// again (pauses and rate limits still hold, in Dial and Limit).
-		for key, b := range r.blocked {
-			if b.hold == nil {
-				delete(r.blocked, key)
-			}
-		}
+		// again, and pauses and rate limits are asked again (Dial and
+		// Limit read them from the spool, which may have changed).
+		clear(r.blocked)
 	}
 	defer func() {
 		for key, rs := range routes {
