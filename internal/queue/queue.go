@@ -422,7 +422,11 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 				}
 				if ctx.Err() != nil {
 					// Stopping: what has no session stays as it is, not
-					// recorded as a relay that is down.
+					// recorded as a relay that is down, and its slots go
+					// back.
+					if release != nil {
+						release(len(rs.batch))
+					}
 					for _, item := range rs.batch {
 						item.Unlock()
 					}
@@ -493,15 +497,15 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 			if seen[env.ID] || r.stuck[env.ID] || !force && env.NextAttempt.After(now) {
 				return true
 			}
+			key := r.route(env)
 			if !force {
-				r.learn(r.route(env), now, asked)
+				r.learn(key, now, asked)
 			}
-			if b, ok := r.waiting(r.route(env), now); ok {
+			if b, ok := r.waiting(key, now); ok {
 				// Its route waits. When this run found the relay down,
 				// expired messages still fail (and bounce); the rest stay
 				// as they are, and with a single route so does the rest of
 				// the queue.
-				key := r.route(env)
 				if b.hold != nil || !downNow[key] || !r.expired(env, now) {
 					if b.hold != nil {
 						st.Held++
@@ -533,7 +537,7 @@ func (r *Runner) Run(ctx context.Context, force bool) (Stats, error) {
 				item.Unlock()
 				return true
 			}
-			key := r.route(item.Env)
+			key = r.route(item.Env) // as read under the lock
 			rs := routes[key]
 			if rs == nil {
 				rs = &routeState{}
