@@ -1641,10 +1641,14 @@ func (p *process) runner(cfg *Config, sp *spool.Spool, inv Invocation, skipQuitR
 				noteStore(store.Unreachable(o.Addr, strings.TrimPrefix(err.Error(), o.Addr+": ")))
 				return nil, err
 			}
-			if s.o.Addr == o.Addr { // not a fallback host: the primary answered
-				noteStore(store.Reachable(o.Addr))
+			var throttled bool
+			if s.o.Addr == o.Addr { // the primary answered, not a fallback: its outage is over
+				throttled, err = store.Reachable(o.Addr)
+				noteStore(err)
+			} else {
+				throttled = store.Throttled(s.o.Addr)
 			}
-			return &relaySession{s: s, store: store, throttled: store.Throttled(s.o.Addr), log: log,
+			return &relaySession{s: s, store: store, throttled: throttled, log: log,
 				pause: time.Duration(cfg.SmarthostOf(route).ThrottlePause)}, nil
 		},
 		Limit: func(route string, n int) (int, *queue.Hold, func(int)) {

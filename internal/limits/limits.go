@@ -310,13 +310,15 @@ func (s *Store) Unreachable(host, reason string) error {
 	})
 }
 
-// Reachable clears what Unreachable recorded, after a session opened. It
-// writes nothing when there is nothing to clear.
-func (s *Store) Reachable(host string) error {
-	if st, err := s.read("host:" + host); err != nil || st.Failures == 0 {
-		return err
+// Reachable clears what Unreachable recorded, after a session with host
+// opened, and reports what Throttled would, from the same read: it is on
+// every send's path. It writes nothing when there is nothing to clear.
+func (s *Store) Reachable(host string) (throttled bool, err error) {
+	st, err := s.read("host:" + host)
+	if err != nil || st.Failures == 0 {
+		return err == nil && st.Interval > 0, err
 	}
-	return s.update("host:"+host, func(st *state) bool {
+	return st.Interval > 0, s.update("host:"+host, func(st *state) bool {
 		if st.Failures == 0 {
 			return false
 		}

@@ -290,11 +290,17 @@ func TestDown(t *testing.T) {
 	if want := (Outage{Since: first, Last: c.now(), Failures: 2, Reason: "cannot connect: no route to host"}); !o.Since.Equal(want.Since) || !o.Last.Equal(want.Last) || o.Failures != 2 || o.Reason != want.Reason || err != nil {
 		t.Errorf("Down = %+v, %v; want %+v", o, err, want)
 	}
-	if err := s.Reachable("mx:587"); err != nil {
-		t.Fatal(err)
+	if throttled, err := s.Reachable("mx:587"); err != nil || !throttled {
+		t.Fatalf("Reachable of a paused host = %v, %v; want throttled", throttled, err)
 	}
 	if o, _ := s.Down("mx:587"); o != (Outage{}) {
 		t.Errorf("Down after Reachable = %+v", o)
+	}
+	if throttled, _ := s.Reachable("mx:587"); !throttled {
+		t.Errorf("Reachable with no outage to clear forgot the throttle")
+	}
+	if throttled, _ := s.Reachable("other:25"); throttled {
+		t.Errorf("Reachable says a host never paused is throttled")
 	}
 	if u, _, _ := s.Paused("mx:587"); !u.Equal(until) {
 		t.Errorf("Reachable ended the pause: Paused = %v, want %v", u, until)
